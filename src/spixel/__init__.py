@@ -1,0 +1,21 @@
+"""spixel: stable, region-aware saliency maps for image classifiers, and an honest evaluation suite."""
+
+from . import attribution  # noqa: F401  (registers the methods)
+from .api import explain, list_methods
+from .errors import SpixelError
+from .io import load_image
+from .models import ModelAdapter, load_model
+from .types import Explanation
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Explanation",
+    "ModelAdapter",
+    "SpixelError",
+    "__version__",
+    "explain",
+    "list_methods",
+    "load_image",
+    "load_model",
+]

@@ -1,0 +1,1 @@
+"""CAM family (to be written)."""

@@ -1,0 +1,1 @@
+"""Guided backpropagation and deconvolution (to be written)."""
