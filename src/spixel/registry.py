@@ -72,3 +72,5 @@ class Registry:
 
 METHODS = Registry("method")
 MODELS = Registry("model")
+SEGMENTERS = Registry("segmenter")
+METRICS = Registry("metric")

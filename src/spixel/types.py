@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from .errors import BadInputError, BadParameterError
 
 #: What every explainer and metric accepts as a target: ``None`` (the predicted class), one class for the
 #: whole batch, one class per image (a sequence or an ``(N,)`` tensor).
-TargetLike = Union[None, int, Sequence[int], Tensor, np.ndarray]
+TargetLike = None | int | Sequence[int] | Tensor | np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,3 +129,145 @@ def resolve_targets(target: TargetLike, n: int, num_classes: int, predicted: Ten
             f"target {int(t[bad][0])} is out of range: the model has {num_classes} classes (0..{num_classes - 1})"
         )
     return t
+
+
+def relabel_contiguous(labels: Tensor) -> Tensor:
+    """Integer labels ``(N, H, W)`` → ids ``0..K_i-1`` per image, keeping the order of the original ids.
+
+    One scatter over the whole batch when the id range is small (the usual case); ``torch.unique`` per image
+    when the ids are sparse (e.g. hashes), to bound memory.
+    """
+    flat = labels.flatten(1).long()
+    flat = flat - flat.amin(1, keepdim=True)
+    k = int(flat.max()) + 1
+    if k <= 4 * flat.shape[1] + 1024:
+        present = torch.zeros(flat.shape[0], k, dtype=torch.long, device=flat.device)
+        present.scatter_(1, flat, 1)
+        return (present.cumsum(1) - 1).gather(1, flat).view(labels.shape)
+    return torch.stack([torch.unique(row, return_inverse=True)[1] for row in flat]).view(labels.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class Segmentation:
+    """A partition of each image of a batch into regions (superpixels).
+
+    ``labels``: int64 ``(N, H, W)``; image ``i`` uses the contiguous ids ``0 .. num_segments[i] − 1``, each at
+    least once. Build one from arbitrary integer labels with :meth:`from_labels` (which relabels). ``meta``
+    records the segmenter and its parameters. Lives on the device of ``labels``; explainers and metrics use it
+    there (pooling and painting are scatter/gather ops, see :mod:`spixel.regions`).
+    """
+
+    labels: Tensor
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        lab = self.labels
+        if isinstance(lab, np.ndarray):
+            lab = torch.from_numpy(np.ascontiguousarray(lab))
+        if not isinstance(lab, Tensor):
+            raise BadInputError(f"labels must be a tensor or numpy array, got {type(lab).__name__}")
+        if lab.ndim == 2:
+            lab = lab.unsqueeze(0)
+        if lab.ndim != 3 or lab.is_floating_point() or lab.dtype == torch.bool:
+            raise BadInputError(f"labels must be integer (N, H, W), got {lab.dtype} {tuple(lab.shape)}")
+        lab = lab.long()
+        flat = lab.flatten(1)
+        if flat.numel() == 0:
+            raise BadInputError("labels are empty")
+        k = flat.amax(1) + 1
+        if (flat.amin(1) != 0).any():
+            raise BadInputError("segment ids must start at 0 in every image; use Segmentation.from_labels")
+        counts = torch.zeros(lab.shape[0], int(k.max()), dtype=torch.long, device=lab.device)
+        counts.scatter_add_(1, flat, torch.ones_like(flat))
+        present = counts > 0
+        if not bool((present.sum(1) == k).all()):
+            raise BadInputError("segment ids must be contiguous (0..K-1, each used); use Segmentation.from_labels")
+        object.__setattr__(self, "labels", lab)
+        object.__setattr__(self, "_counts", counts)
+
+    @classmethod
+    def from_labels(cls, labels: Tensor | np.ndarray, **meta: Any) -> Segmentation:
+        """Relabel any integer labels ``(N, H, W)`` or ``(H, W)`` to contiguous ids per image (order of first id)."""
+        lab = torch.as_tensor(np.asarray(labels) if not isinstance(labels, Tensor) else labels)
+        if lab.ndim == 2:
+            lab = lab.unsqueeze(0)
+        if lab.ndim != 3 or lab.is_floating_point():
+            raise BadInputError(f"labels must be integer (N, H, W), got {lab.dtype} {tuple(lab.shape)}")
+        return cls(relabel_contiguous(lab), dict(meta))
+
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.labels.shape[1]), int(self.labels.shape[2])
+
+    @property
+    def num_segments(self) -> Tensor:
+        """``(N,)`` number of regions of each image."""
+        return (self._counts > 0).sum(1)  # type: ignore[attr-defined]
+
+    @property
+    def max_segments(self) -> int:
+        return int(self._counts.shape[1])  # type: ignore[attr-defined]
+
+    @property
+    def areas(self) -> Tensor:
+        """``(N, K_max)`` pixel count of each region (0 past ``num_segments[i]``)."""
+        return self._counts  # type: ignore[attr-defined]
+
+    def masks(self, i: int = 0) -> Tensor:
+        """Boolean ``(K_i, H, W)`` masks of image ``i``'s regions."""
+        k = int(self.num_segments[i])
+        return self.labels[i].unsqueeze(0) == torch.arange(k, device=self.labels.device).view(-1, 1, 1)
+
+    def adjacency(self, i: int = 0) -> Tensor:
+        """Boolean ``(K_i, K_i)`` 4-connectivity adjacency of image ``i``'s regions (no self loops)."""
+        lab = self.labels[i]
+        k = int(self.num_segments[i])
+        adj = torch.zeros(k, k, dtype=torch.bool, device=lab.device)
+        for a, b in ((lab[:, 1:], lab[:, :-1]), (lab[1:, :], lab[:-1, :])):
+            d = a != b
+            adj[a[d], b[d]] = True
+        adj |= adj.T.clone()
+        return adj
+
+    def boundaries(self) -> Tensor:
+        """Boolean ``(N, H, W)``: pixels whose right or lower neighbour lies in another region."""
+        lab = self.labels
+        b = torch.zeros_like(lab, dtype=torch.bool)
+        b[:, :, :-1] |= lab[:, :, 1:] != lab[:, :, :-1]
+        b[:, :-1, :] |= lab[:, 1:, :] != lab[:, :-1, :]
+        return b
+
+    def __getitem__(self, idx: int | slice) -> Segmentation:
+        sl = slice(idx, idx + 1) if isinstance(idx, int) else idx
+        lab = self.labels[sl]
+        # ids stay contiguous per image; trim the shared K_max to the slice's own
+        return Segmentation(lab, dict(self.meta))
+
+    def to(self, device: torch.device | str) -> Segmentation:
+        return Segmentation(self.labels.to(device), dict(self.meta))
+
+
+@dataclass(frozen=True, eq=False)
+class MetricResult:
+    """Scores of one metric on a batch: ``scores`` float ``(N,)``; ``curves`` ``(N, T)`` where the metric has
+    one (deletion, insertion …) with its x-axis in ``meta["x"]``; ``meta``: metric name, parameters,
+    ``higher_is_better``, category, paper reference, seconds, warnings."""
+
+    scores: Tensor
+    curves: Tensor | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    @property
+    def mean(self) -> float:
+        return float(self.scores.float().mean())
+
+    @property
+    def higher_is_better(self) -> bool | None:
+        return self.meta.get("higher_is_better")

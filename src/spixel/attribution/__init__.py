@@ -2,6 +2,7 @@
 :data:`spixel.registry.METHODS` (``spixel list methods``)."""
 
 from . import cam, gradients, guided  # noqa: F401  (registration)
+from .cam import gradcam, gradcam_pp, scorecam
 from .gradients import (
     input_x_gradient,
     integrated_gradients,
@@ -9,11 +10,27 @@ from .gradients import (
     smoothgrad,
     sparsified_smoothgrad,
 )
+from .guided import deconvolution, guided_backprop
+from .perturbation import lime, occlusion, rise
+from .swag import swag, swag_g, swag_ig  # the function shadows the submodule; import helpers from ...swag
+from .xrai import xrai  # the function shadows the submodule name; import helpers from spixel.attribution.xrai
 
 __all__ = [
+    "deconvolution",
+    "gradcam",
+    "gradcam_pp",
+    "guided_backprop",
     "input_x_gradient",
     "integrated_gradients",
+    "lime",
+    "occlusion",
+    "rise",
     "saliency",
+    "scorecam",
     "smoothgrad",
     "sparsified_smoothgrad",
+    "swag",
+    "swag_g",
+    "swag_ig",
+    "xrai",
 ]

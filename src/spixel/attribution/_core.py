@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import BadParameterError
+from ..errors import BadInputError, BadParameterError
 from ..models.adapter import ModelAdapter
 from ..types import Explanation, TargetLike, resolve_targets
 
@@ -48,7 +48,7 @@ def check_float(name: str, v: Any, lo: float = 0.0, hi: float = float("inf"), lo
         f = float(v)
     except (TypeError, ValueError):
         raise BadParameterError(f"{name} must be a number, got {v!r}") from None
-    if not (f == f) or f < lo or f > hi or (lo_open and f == lo):
+    if f != f or f < lo or f > hi or (lo_open and f == lo):  # f != f: NaN
         lo_s = "(" if lo_open else "["
         raise BadParameterError(f"{name} must lie in {lo_s}{lo}, {hi}], got {v!r}")
     return f
@@ -88,6 +88,34 @@ def target_logit_grad(
         (g,) = torch.autograd.grad(score, xi)
         out[s : s + bs] = g
     return out
+
+
+def logits_targets_and_grad(
+    module: nn.Module, x: Tensor, target: TargetLike, batch_size: int | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Logits ``(N, K)``, resolved targets ``(N,)`` and ``∂ f_{t_i}(x_i) / ∂ x_i`` from one forward+backward
+    per chunk of ``batch_size`` rows: the forward that the gradient needs also gives the logits (and the
+    predicted class for ``target=None``), so no separate no-grad pass is spent on them."""
+    n = x.shape[0]
+    bs = n if batch_size is None else batch_size
+    out = torch.empty_like(x)
+    chunks: list[Tensor] = []
+    t: Tensor | None = None
+    for s in range(0, n, bs):
+        xi = x[s : s + bs].detach().requires_grad_(True)
+        logits = module(xi)
+        if logits.ndim != 2:
+            raise BadParameterError(f"the model must return logits of shape (N, K), got {tuple(logits.shape)}")
+        if t is None and target is not None:
+            t = resolve_targets(target, n, logits.shape[1]).to(x.device)
+        ti = t[s : s + bs] if t is not None else logits.detach().argmax(1)
+        (g,) = torch.autograd.grad(logits.gather(1, ti.view(-1, 1)).sum(), xi)
+        out[s : s + bs] = g
+        chunks.append(logits.detach())
+    all_logits = torch.cat(chunks)
+    if t is None:
+        t = resolve_targets(None, n, all_logits.shape[1], predicted=all_logits.argmax(1)).to(x.device)
+    return all_logits, t, out
 
 
 def finish(
@@ -136,7 +164,7 @@ def prepare_input(model: ModelAdapter, x: Any) -> Tensor:
         x = model.preprocess(x)
     x = as_batch(x).to(model.device)
     if x.shape[1] != 3:
-        raise BadParameterError(f"expected 3-channel images, got {x.shape[1]} channels")
+        raise BadInputError(f"expected 3-channel images (N, 3, H, W), got {x.shape[1]} channels")
     return x
 
 
@@ -156,16 +184,16 @@ def explainer(name: str, *, family: str, reduction: str, stochastic: bool = Fals
     def deco(fn: Fn) -> Fn:
         sig = inspect.signature(fn)
         accepted = [p for p in list(sig.parameters)[3:]]
-        defaults = {
-            k: p.default for k, p in sig.parameters.items() if k in accepted and p.default is not inspect.Parameter.empty
-        }
+        empty = inspect.Parameter.empty
+        defaults = {k: p.default for k, p in sig.parameters.items() if k in accepted and p.default is not empty}
 
         @functools.wraps(fn)
         def wrapper(model: Any, x: Any, target: TargetLike = None, **params: Any) -> Explanation:
             unknown = sorted(set(params) - set(accepted))
             if unknown:
                 raise BadParameterError(
-                    f"{name} has no parameter {', '.join(map(repr, unknown))}; it accepts: {', '.join(accepted) or 'none'}"
+                    f"{name} has no parameter {', '.join(map(repr, unknown))}; "
+                    f"it accepts: {', '.join(accepted) or 'none'}"
                 )
             adapter = as_adapter(model)
             xb = prepare_input(adapter, x)
