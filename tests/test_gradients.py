@@ -233,6 +233,8 @@ def test_lite0_classifies_the_photos(lite0, photos):
 @pytest.mark.slow
 def test_lite0_integrated_gradients_equals_captum(lite0, photos):
     targets = [282, 967]
+    # same chunking on both sides: on one CPU thread, Lite0 gradients depend (~1e-3 of the max) on the
+    # batch a row is computed in — Captum's own results differ as much between internal batch sizes 8 and 16
     e = spixel.explain(lite0, photos, "integrated_gradients", targets, n_steps=8, batch_size=8)
-    ref = IntegratedGradients(lite0.module).attribute(photos, target=targets, n_steps=8, internal_batch_size=16)
+    ref = IntegratedGradients(lite0.module).attribute(photos, target=targets, n_steps=8, internal_batch_size=8)
     close(e.raw, ref)

@@ -2,7 +2,7 @@
 metadata, per-image targets, batching, seeding, leaving the model untouched, and refusing bad input.
 
 Parametrised over :data:`spixel.registry.METHODS`, so a newly registered method is covered at once; methods
-without an entry in ``CHEAP`` run with their defaults (and any sample-count parameter set to 4)."""
+without an entry in ``CHEAP`` run with their defaults, except sample counts (``_COUNT_PARAMS``)."""
 
 from __future__ import annotations
 

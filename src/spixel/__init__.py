@@ -1,9 +1,13 @@
 """spixel: stable, region-aware saliency maps for image classifiers, and an honest evaluation suite."""
 
-from . import attribution  # noqa: F401  (registers the methods)
+from . import (
+    attribution,  # noqa: F401  (registers the methods)
+    metrics,
+)
 from .api import explain, list_methods
 from .errors import SpixelError
 from .io import load_image
+from .metrics import evaluate
 from .models import ModelAdapter, load_model
 from .types import Explanation
 
@@ -14,8 +18,10 @@ __all__ = [
     "ModelAdapter",
     "SpixelError",
     "__version__",
+    "evaluate",
     "explain",
     "list_methods",
     "load_image",
     "load_model",
+    "metrics",
 ]

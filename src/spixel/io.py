@@ -93,11 +93,11 @@ def load_image(path: str | os.PathLike[str], max_side: int = MAX_SIDE) -> np.nda
                 if max(img.size) > max_side and hasattr(img, "draft"):
                     img.draft("RGB", (max_side, max_side))  # cheap JPEG downscale while decoding
                 img.load()
+                arr = _to_rgb_uint8(img)  # first: alpha on white and 16-bit scaling must happen before resizing
                 if max(img.size) > max_side:
                     s = max_side / max(img.size)
                     size = (max(1, round(img.width * s)), max(1, round(img.height * s)))
-                    img = img.convert("RGB").resize(size, Image.Resampling.LANCZOS)
-                arr = _to_rgb_uint8(img)
+                    arr = np.asarray(Image.fromarray(arr).resize(size, Image.Resampling.LANCZOS))
     except UnidentifiedImageError:
         raise BadImageError(f"{p}: not an image file spixel can read (use PNG, JPEG, TIFF, BMP or WebP)") from None
     except (OSError, SyntaxError, ValueError) as e:

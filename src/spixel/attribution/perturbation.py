@@ -20,11 +20,11 @@ Common parameters: ``batch_size`` = rows per forward pass (``None``: the device'
 Progress: ``progress=True`` shows a tqdm bar, ``False`` never; ``None`` (default) shows one once the first
 chunks predict a run longer than :data:`AUTO_PROGRESS_SECONDS`.
 
-Default ``batch_size`` (``None``): :data:`BATCH_SIZE` rows per forward on the CPU, :data:`BATCH_SIZE_ACCELERATOR`
-elsewhere. The CPU value comes from ``benchmarks/perturbation.py --sweep`` and forward-only sweeps on the 2-core
-CPU with EfficientNet-Lite0 at 224 px, taken while other jobs loaded the machine (so noisy): with one thread the
-per-image time was lowest at 4–8 rows and rose by ~25 % at 16, with two threads it fell up to 32 rows (16 was
-~25 % slower); 16 is the compromise.
+Default ``batch_size`` (``None``): :data:`ROWS_PER_THREAD` rows per CPU thread (``torch.get_num_threads()``,
+at most 64) on the CPU, :data:`BATCH_SIZE_ACCELERATOR` elsewhere. The CPU rule comes from
+``benchmarks/perturbation.py --sweep`` and forward-only sweeps on the 2-core CPU with EfficientNet-Lite0 at
+224 px, taken while other jobs loaded the machine (so noisy): with one thread the per-image time was lowest at
+4–8 rows and rose by ~25 % at 16 (cache), with two threads it kept falling up to 16–32 rows.
 The accelerator value is not measured here (no GPU was available): it only needs to keep the device busy.
 """
 
@@ -48,7 +48,9 @@ from ._core import check_float, check_int, collect_params, explainer, finish, lo
 
 FILLS = ("zero", "mean", "blur")
 OUTPUTS = ("probability", "logit")
-#: rows per forward pass on the CPU (see the module docstring for how it was chosen)
+#: rows per forward pass and CPU thread (see the module docstring for how it was chosen)
+ROWS_PER_THREAD = 8
+#: the engine's own default when called directly
 BATCH_SIZE = 16
 #: rows per forward pass on an accelerator (CUDA, MPS …)
 BATCH_SIZE_ACCELERATOR = 64
@@ -138,7 +140,9 @@ class _Progress:
 def resolve_batch_size(batch_size: int | None, device: torch.device) -> int:
     """``batch_size``, or the device's default when ``None`` (see the module docstring)."""
     if batch_size is None:
-        return BATCH_SIZE if device.type == "cpu" else BATCH_SIZE_ACCELERATOR
+        if device.type == "cpu":
+            return min(64, ROWS_PER_THREAD * max(1, torch.get_num_threads()))
+        return BATCH_SIZE_ACCELERATOR
     return check_int("batch_size", batch_size)
 
 
@@ -587,6 +591,7 @@ __all__ = [
     "BATCH_SIZE_ACCELERATOR",
     "FILLS",
     "LIME_QUICKSHIFT",
+    "ROWS_PER_THREAD",
     "fill_image",
     "gaussian_blur",
     "lime",

@@ -1,4 +1,4 @@
-"""Data: the bundled real photos with our own annotations."""
+"""Bundled real photos with our own annotations (and, later, generated ground-truth datasets)."""
 
 from .samples import Sample, sample, sample_names, samples
 

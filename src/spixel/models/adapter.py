@@ -109,7 +109,9 @@ class ModelAdapter:
         top = (nh - self.input_size) // 2
         return s, float(left), float(top), nw, nh
 
-    def map_boxes(self, boxes: Iterable[Sequence[float]], image_shape: Sequence[int]) -> list[tuple[int, int, int, int]]:
+    def map_boxes(
+        self, boxes: Iterable[Sequence[float]], image_shape: Sequence[int]
+    ) -> list[tuple[int, int, int, int]]:
         """Map ``(x0, y0, x1, y1)`` boxes (original pixels, exclusive ends) into model-input pixels.
 
         ``image_shape`` is the original ``(H, W[, C])``. Boxes are clipped to the crop; a box that falls
