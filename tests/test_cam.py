@@ -307,9 +307,10 @@ def test_model_unchanged_also_after_exception(fn, tiny_x):
     fn(net, tiny_x, target=[0, 1, 2], batch_size=2)
     assert_state(before, state(net))
     assert net.training and not net.fc.bias.requires_grad and all(p.grad is None for p in net.parameters())
-    # forward calls: 1 = default-layer discovery (hooks on every module), 2 = logits, 3 and 4 = the two chunks
-    # with the layer hook (Grad-CAM backward / Score-CAM activations), 5 = Score-CAM's first masked batch
-    for fuse in (1, 3, 4, 5) if fn is scorecam else (1, 3, 4):
+    # forward calls: 1 = default-layer discovery (hooks on every module); Grad-CAM: 2 and 3 = the two chunks
+    # with the layer hook (their logits serve as the model's output); Score-CAM: 2 = logits, 3 and 4 = the
+    # chunks' activations, 5 = its first masked batch
+    for fuse in (1, 3, 4, 5) if fn is scorecam else (1, 2, 3):
         torch.manual_seed(0)
         boom = _Exploding(fuse).train()
         before = state(boom)

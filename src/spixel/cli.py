@@ -111,7 +111,7 @@ from .errors import BadImageError, BadParameterError, SpixelError
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
 #: The demo's methods (those registered are used) and its cheaper-than-default settings.
-DEMO_METHODS = ("saliency", "integrated_gradients", "smoothgrad", "guided_backprop", "gradcam")
+DEMO_METHODS = ("saliency", "integrated_gradients", "smoothgrad", "gradcam", "swag_ig")
 DEMO_PARAMS: dict[str, dict[str, Any]] = {
     "integrated_gradients": {"n_steps": 16},
     "smoothgrad": {"n_samples": 16},
@@ -142,6 +142,19 @@ METHOD_BLURBS = {
     "better when the class appears several times.",
     "scorecam": "Each feature map is used as a mask on the photo and weighted by how much the masked photo "
     "raises the class score (Wang et al. 2020): gradient-free.",
+    "swag": "SWAG (Hartley et al. 2021): guided-backprop scores averaged over SLIC superpixels of the photo — "
+    "one value per region, so the map reads as a set of parts.",
+    "swag_ig": "SWAG with gradient-aware superpixels (Hartley et al. 2021): SLIC steered by the image colours "
+    "and the guided-backprop map, so region borders follow what the model reacts to; each region shows its "
+    "average score (white lines: region borders).",
+    "swag_g": "SWAG with superpixels built from the guided-backprop map alone (Hartley et al. 2021).",
+    "lime": "LIME (Ribeiro et al. 2016): regions switched off at random, a weighted linear model fitted to the "
+    "class probability; each region shows its coefficient.",
+    "rise": "RISE (Petsiuk et al. 2018): thousands of random smooth masks, each weighted by the class "
+    "probability of the masked photo.",
+    "occlusion": "Occlusion (Zeiler & Fergus 2014): how much the class score drops when a patch is greyed out.",
+    "xrai": "XRAI (Kapishnikov et al. 2019): integrated gradients summed over multi-scale superpixels, regions "
+    "ranked greedily by attribution density.",
 }
 
 _MODEL_CACHE: dict[tuple[str, str | None, str], Any] = {}

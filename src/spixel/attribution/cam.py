@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from ..errors import BadParameterError
 from ..models.adapter import ModelAdapter
-from ..types import Explanation, TargetLike
+from ..types import Explanation, TargetLike, resolve_targets
 from ._core import check_int, explainer, finish, logits_and_targets
 
 #: Grad-CAM++'s denominator guard (pytorch-grad-cam ``grad_cam_plusplus.py``).
@@ -133,23 +133,33 @@ def _capture(layer_name: str, layer: nn.Module, leaf: bool) -> Iterator[list[Ten
 
 
 def layer_activations_and_grads(
-    model: ModelAdapter, layer_name: str, layer: nn.Module, x: Tensor, targets: Tensor, batch_size: int
-) -> tuple[Tensor, Tensor]:
-    """Layer output ``A`` and ``∂ f_{t_i}(x_i) / ∂ A_i`` for every row, in chunks of ``batch_size`` rows."""
-    acts, grads = [], []
+    model: ModelAdapter, layer_name: str, layer: nn.Module, x: Tensor, target: TargetLike, batch_size: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Logits ``(N, K)``, resolved targets ``(N,)``, layer output ``A`` and ``∂ f_{t_i}(x_i) / ∂ A_i`` for every
+    row, from one forward+backward per chunk of ``batch_size`` rows (the logits come from the same forward)."""
+    acts, grads, all_logits = [], [], []
+    t: Tensor | None = None
     for s in range(0, x.shape[0], batch_size):
         with _capture(layer_name, layer, leaf=True) as store, torch.enable_grad():
             logits = model.module(x[s : s + batch_size])
         if not store:
             raise BadParameterError(f"layer {layer_name!r} did not run during the forward pass")
+        if logits.ndim != 2:
+            raise BadParameterError(f"the model must return logits of shape (N, K), got {tuple(logits.shape)}")
+        if t is None and target is not None:
+            t = resolve_targets(target, x.shape[0], logits.shape[1]).to(x.device)
+        ti = t[s : s + batch_size] if t is not None else logits.detach().argmax(1)
         a = store[0]
-        score = logits.gather(1, targets[s : s + batch_size].view(-1, 1)).sum()
-        (g,) = torch.autograd.grad(score, a, allow_unused=True)
+        (g,) = torch.autograd.grad(logits.gather(1, ti.view(-1, 1)).sum(), a, allow_unused=True)
         if g is None:
             raise BadParameterError(f"layer {layer_name!r} does not influence the model's output")
         acts.append(a.detach())
         grads.append(g)
-    return torch.cat(acts), torch.cat(grads)
+        all_logits.append(logits.detach())
+    logits = torch.cat(all_logits)
+    if t is None:
+        t = resolve_targets(None, x.shape[0], logits.shape[1], predicted=logits.argmax(1)).to(x.device)
+    return logits, t, torch.cat(acts), torch.cat(grads)
 
 
 def layer_activations(
@@ -178,8 +188,7 @@ def _gradient_cam(
     t0 = time.perf_counter()
     check_int("batch_size", batch_size)
     name, mod = resolve_layer(model, layer, x)
-    logits, t = logits_and_targets(model, x, target)
-    a, g = layer_activations_and_grads(model, name, mod, x, t, batch_size)
+    logits, t, a, g = layer_activations_and_grads(model, name, mod, x, target, batch_size)
     if method == "gradcam":
         w = g.mean(dim=(2, 3), keepdim=True)
     else:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..models.adapter import ModelAdapter
 from ..types import Explanation, TargetLike
-from ._core import check_int, explainer, finish, logits_and_targets, target_logit_grad
+from ._core import check_int, explainer, finish, logits_targets_and_grad
 from .gradients import maxabs
 
 #: The rules of :func:`rectifier_rule`: ``"guided"`` (guided backprop) and ``"deconv"`` (deconvolution).
@@ -104,9 +104,8 @@ def _rectified_gradient(
 ) -> Explanation:
     t0 = time.perf_counter()
     check_int("batch_size", batch_size)
-    logits, t = logits_and_targets(model, x, target)
-    with rectifier_rule(model.module, rule):
-        raw = target_logit_grad(model.module, x, t, batch_size)
+    with rectifier_rule(model.module, rule):  # forward values are unchanged: its logits are the model's
+        logits, t, raw = logits_targets_and_grad(model.module, x, target, batch_size)
     return finish(model, method, maxabs(raw), raw, logits, t, {"batch_size": batch_size}, None, t0)
 
 
