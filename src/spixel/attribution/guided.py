@@ -37,8 +37,9 @@ class _RectifierFn(torch.autograd.Function):
     """``y = clamp(x, 0, upper)`` (``upper=None``: ReLU) with the backward ``relu(g) · mask``, where the mask
     is ``1[0 < x < upper]`` for guided backprop and 1 for deconvolution.
 
-    The mask is computed in the forward pass and stored as a boolean tensor, so later in-place changes of the
-    input or output cannot alter it (``0 < y < upper`` holds exactly when ``0 < x < upper``).
+    Guided backprop saves the output ``y`` (``0 < y < upper`` exactly when ``0 < x < upper``) and applies the
+    mask with ATen's fused threshold / hardtanh backward kernels, as the plain ReLU's own backward does;
+    autograd's version counter raises an error should anything modify ``y`` in place before the backward.
     """
 
     @staticmethod
@@ -48,17 +49,20 @@ class _RectifierFn(torch.autograd.Function):
             y = x.clamp_(min=0.0) if upper is None else x.clamp_(0.0, upper)
         else:
             y = x.clamp(min=0.0) if upper is None else x.clamp(0.0, upper)
-        ctx.guided = guided
+        ctx.guided, ctx.upper = guided, upper
         if guided:
-            ctx.save_for_backward((y > 0) if upper is None else (y > 0) & (y < upper))
+            ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
         out = g.clamp(min=0.0)
         if ctx.guided:
-            (mask,) = ctx.saved_tensors
-            out = out * mask
+            (y,) = ctx.saved_tensors
+            if ctx.upper is None:
+                out = torch.ops.aten.threshold_backward(out, y, 0.0)
+            else:
+                out = torch.ops.aten.hardtanh_backward(out, y, 0.0, ctx.upper)
         return out, None, None, None
 
 
