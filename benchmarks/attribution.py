@@ -36,8 +36,15 @@ from spixel.attribution.gradients import noise_sigma
 from spixel.registry import METHODS
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry", "colorwheel", "hubble_deep_field")
-SHARED = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "guided_backprop",
-          "deconvolution", "gradcam")
+SHARED = (
+    "saliency",
+    "input_x_gradient",
+    "integrated_gradients",
+    "smoothgrad",
+    "guided_backprop",
+    "deconvolution",
+    "gradcam",
+)
 
 
 def photos(model: spixel.ModelAdapter, n: int) -> Tensor:
@@ -101,13 +108,13 @@ def tune(label: str, candidates: dict[str, Callable[[], Any]], device: torch.dev
     next(iter(candidates.values()))()
     times = {k: timed(fn, device)[0] for k, fn in candidates.items()}
     best = min(times, key=times.get)
-    print(f"  tuned {label}: " + ", ".join(f"{k} {v:.2f}s" for k, v in times.items()) + f" -> {best}",
-          file=sys.stderr)
+    print(f"  tuned {label}: " + ", ".join(f"{k} {v:.2f}s" for k, v in times.items()) + f" -> {best}", file=sys.stderr)
     return best
 
 
-def build_cases(args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor, targets: list[int],
-                sizes: list[int]) -> list[Case]:
+def build_cases(
+    args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor, targets: list[int], sizes: list[int]
+) -> list[Case]:
     from captum.attr import (
         Deconvolution,
         GuidedBackprop,
@@ -131,11 +138,27 @@ def build_cases(args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor,
             print(f"  skipping {name}: not registered in spixel", file=sys.stderr)
             continue
         if name == "saliency":
-            cases.append(Case(name, "", n, lambda: Saliency(m).attribute(x, target=t, abs=False),
-                              lambda: spixel.explain(model, x, "saliency", targets, **bs), "raw"))
+            cases.append(
+                Case(
+                    name,
+                    "",
+                    n,
+                    lambda: Saliency(m).attribute(x, target=t, abs=False),
+                    lambda: spixel.explain(model, x, "saliency", targets, **bs),
+                    "raw",
+                )
+            )
         elif name == "input_x_gradient":
-            cases.append(Case(name, "", n, lambda: InputXGradient(m).attribute(x, target=t),
-                              lambda: spixel.explain(model, x, "input_x_gradient", targets, **bs), "raw"))
+            cases.append(
+                Case(
+                    name,
+                    "",
+                    n,
+                    lambda: InputXGradient(m).attribute(x, target=t),
+                    lambda: spixel.explain(model, x, "input_x_gradient", targets, **bs),
+                    "raw",
+                )
+            )
         elif name == "integrated_gradients":
             steps, rule = args.n_steps, args.rule
             ig = IntegratedGradients(m)
@@ -146,32 +169,55 @@ def build_cases(args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor,
             cand = {"all": lambda: ig_run(None)} | {str(b): (lambda b=b: ig_run(max(b, n))) for b in sizes}
             best = tune("Captum IG internal_batch_size", cand, dev) if not args.no_tune else "all"
             ibs = None if best == "all" else max(int(best), n)
-            cases.append(Case(name, f"n_steps={steps}, {rule}, captum internal_batch_size={ibs}", steps * n,
-                              lambda ibs=ibs: ig_run(ibs),
-                              lambda steps=steps, rule=rule: spixel.explain(
-                                  model, x, "integrated_gradients", targets, n_steps=steps, rule=rule, **bs),
-                              "raw"))
+            cases.append(
+                Case(
+                    name,
+                    f"n_steps={steps}, {rule}, captum internal_batch_size={ibs}",
+                    steps * n,
+                    lambda ibs=ibs: ig_run(ibs),
+                    lambda steps=steps, rule=rule: spixel.explain(
+                        model, x, "integrated_gradients", targets, n_steps=steps, rule=rule, **bs
+                    ),
+                    "raw",
+                )
+            )
         elif name == "smoothgrad":
             k = args.n_samples
             sigma = float(noise_sigma(x, 0.15).mean())  # Captum takes one absolute σ per input tensor
             nt = NoiseTunnel(Saliency(m))
 
             def nt_run(nbs: int | None, k: int = k, nt: Any = nt, sigma: float = sigma) -> Tensor:
-                return nt.attribute(x, nt_type="smoothgrad", nt_samples=k, nt_samples_batch_size=nbs,
-                                    stdevs=sigma, target=t, abs=False)
+                return nt.attribute(
+                    x, nt_type="smoothgrad", nt_samples=k, nt_samples_batch_size=nbs, stdevs=sigma, target=t, abs=False
+                )
 
-            cand = {"all": lambda: nt_run(None)} | {str(max(1, b // n)): (lambda b=b: nt_run(max(1, b // n)))
-                                                    for b in sizes}
+            cand = {"all": lambda: nt_run(None)} | {
+                str(max(1, b // n)): (lambda b=b: nt_run(max(1, b // n))) for b in sizes
+            }
             best = tune("Captum NoiseTunnel nt_samples_batch_size", cand, dev) if not args.no_tune else "all"
             nbs = None if best == "all" else int(best)
-            cases.append(Case(name, f"n_samples={k}, captum nt_samples_batch_size={nbs}", k * n,
-                              lambda nbs=nbs: nt_run(nbs),
-                              lambda k=k: spixel.explain(model, x, "smoothgrad", targets, seed=0, n_samples=k, **bs),
-                              None))
+            cases.append(
+                Case(
+                    name,
+                    f"n_samples={k}, captum nt_samples_batch_size={nbs}",
+                    k * n,
+                    lambda nbs=nbs: nt_run(nbs),
+                    lambda k=k: spixel.explain(model, x, "smoothgrad", targets, seed=0, n_samples=k, **bs),
+                    None,
+                )
+            )
         elif name in ("guided_backprop", "deconvolution"):
             cls = GuidedBackprop if name == "guided_backprop" else Deconvolution
-            cases.append(Case(name, "", n, lambda cls=cls: cls(m).attribute(x, target=t),
-                              lambda name=name: spixel.explain(model, x, name, targets, **bs), "raw"))
+            cases.append(
+                Case(
+                    name,
+                    "",
+                    n,
+                    lambda cls=cls: cls(m).attribute(x, target=t),
+                    lambda name=name: spixel.explain(model, x, name, targets, **bs),
+                    "raw",
+                )
+            )
         elif name == "gradcam":
             layer = model.layer("cam")
             lname = model.layers.get("cam", "cam")
@@ -180,8 +226,16 @@ def build_cases(args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor,
                 a = LayerGradCam(m, layer).attribute(x, target=t)
                 return LayerAttribution.interpolate(a, tuple(x.shape[-2:]), "bilinear")[:, 0]
 
-            cases.append(Case(name, f"layer={lname}", n, gc_run,
-                              lambda: spixel.explain(model, x, "gradcam", targets, **bs), "attribution"))
+            cases.append(
+                Case(
+                    name,
+                    f"layer={lname}",
+                    n,
+                    gc_run,
+                    lambda: spixel.explain(model, x, "gradcam", targets, **bs),
+                    "attribution",
+                )
+            )
     return cases
 
 
@@ -201,8 +255,10 @@ def run_compare(args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor)
     print(f"  targets: {[model.label(k) for k in targets]}", file=sys.stderr)
     per_image = {b: fwd_bwd_per_image(model.module, x, b, 3) for b in sizes}
     best_b = min(per_image, key=per_image.get)
-    print("  fwd+bwd s/image by batch size: " + ", ".join(f"{b}: {v * 1e3:.1f} ms" for b, v in per_image.items()),
-          file=sys.stderr)
+    print(
+        "  fwd+bwd s/image by batch size: " + ", ".join(f"{b}: {v * 1e3:.1f} ms" for b, v in per_image.items()),
+        file=sys.stderr,
+    )
     cases = build_cases(args, model, x, targets, sizes)
     times: dict[str, tuple[list[float], list[float]]] = {c.name: ([], []) for c in cases}
     agree: dict[str, str] = {}
@@ -219,34 +275,47 @@ def run_compare(args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor)
     per_b = statistics.median(bound_runs)
     print()
     cpu = platform.processor() or platform.machine()
-    print(f"model {args.model}, {x.shape[0]} photos {tuple(x.shape[1:])}, device {dev}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}, {cpu}, {args.clock} clock, "
-          f"median of {args.repeats} runs (s)")
-    print(f"fwd+bwd lower bound: {per_b * 1e3:.1f} ms/image (one fwd+bwd of {best_b} images, the fastest batch "
-          f"of {args.batch_sizes}) × the image passes of the method")
+    print(
+        f"model {args.model}, {x.shape[0]} photos {tuple(x.shape[1:])}, device {dev}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}, {cpu}, {args.clock} clock, "
+        f"median of {args.repeats} runs (s)"
+    )
+    print(
+        f"fwd+bwd lower bound: {per_b * 1e3:.1f} ms/image (one fwd+bwd of {best_b} images, the fastest batch "
+        f"of {args.batch_sizes}) × the image passes of the method"
+    )
     print()
     print("| method | settings | Captum | spixel | spixel/Captum | fwd+bwd bound | agreement |")
     print("|---|---|---:|---:|---:|---:|---|")
     for c in cases:
         peer, ours = statistics.median(times[c.name][0]), statistics.median(times[c.name][1])
         bound = per_b * c.passes
-        print(f"| {c.name} | {c.params} | {peer:.3f} | {ours:.3f} | {ours / peer:.2f} | {bound:.3f} "
-              f"| {agree[c.name]} |")
+        print(
+            f"| {c.name} | {c.params} | {peer:.3f} | {ours:.3f} | {ours / peer:.2f} | {bound:.3f} | {agree[c.name]} |"
+        )
 
 
 def run_sweep(args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor) -> None:
     """spixel's integrated gradients at every batch size (interleaved), to choose the default."""
     sizes = [int(s) for s in args.batch_sizes.split(",")]
-    fns = {b: (lambda b=b: spixel.explain(model, x, "integrated_gradients", None, n_steps=args.n_steps,
-                                          rule=args.rule, batch_size=b)) for b in sizes}
+    fns = {
+        b: (
+            lambda b=b: spixel.explain(
+                model, x, "integrated_gradients", None, n_steps=args.n_steps, rule=args.rule, batch_size=b
+            )
+        )
+        for b in sizes
+    }
     for fn in fns.values():
         fn()
     times: dict[int, list[float]] = {b: [] for b in sizes}
     for r in range(args.repeats):
         for b in sizes if r % 2 == 0 else sizes[::-1]:
             times[b].append(timed(fns[b], x.device)[0])
-    print(f"\nspixel integrated_gradients, n_steps={args.n_steps}, {x.shape[0]} photos, {args.model}, "
-          f"device {x.device}, {torch.get_num_threads()} threads, {args.clock} clock, median of {args.repeats}")
+    print(
+        f"\nspixel integrated_gradients, n_steps={args.n_steps}, {x.shape[0]} photos, {args.model}, "
+        f"device {x.device}, {torch.get_num_threads()} threads, {args.clock} clock, median of {args.repeats}"
+    )
     print("\n| batch_size | seconds | ms per image pass |\n|---:|---:|---:|")
     for b in sizes:
         med = statistics.median(times[b])
@@ -264,12 +333,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rule", default="gausslegendre", help="integrated gradients rule (default gausslegendre)")
     ap.add_argument("--n-samples", type=int, default=50, help="SmoothGrad samples (default 50)")
     ap.add_argument("--batch-size", type=int, default=None, help="spixel batch_size (default: its own defaults)")
-    ap.add_argument("--batch-sizes", default="8,16,32,64",
-                    help="candidates for Captum's memory knobs, the fwd+bwd bound and --sweep")
+    ap.add_argument(
+        "--batch-sizes",
+        default="8,16,32,64",
+        help="candidates for Captum's memory knobs, the fwd+bwd bound and --sweep",
+    )
     ap.add_argument("--no-tune", action="store_true", help="give Captum everything in one batch, no tuning")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                    help="wall time (default) or process CPU time (use with --threads 1 on a busy machine)")
+    ap.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall time (default) or process CPU time (use with --threads 1 on a busy machine)",
+    )
     ap.add_argument("--sweep", action="store_true", help="time spixel IG at each of --batch-sizes and exit")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore", module="captum")  # "input did not require gradients", "hooks on ReLU" …

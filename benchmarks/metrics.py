@@ -110,8 +110,16 @@ def quantus_metrics(t_steps: int, hw: int, h: int) -> tuple[Any, Any]:
 def run_quantus(metric: Any, module: nn.Module, x: np.ndarray, y: np.ndarray, a: np.ndarray, device: str) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return metric(model=module, x_batch=x, y_batch=y, a_batch=a, softmax=True, device=device,
-                      batch_size=x.shape[0], channel_first=True)
+        return metric(
+            model=module,
+            x_batch=x,
+            y_batch=y,
+            a_batch=a,
+            softmax=True,
+            device=device,
+            batch_size=x.shape[0],
+            channel_first=True,
+        )
 
 
 # ------------------------------------------------------------------------------------------------ the runs
@@ -151,7 +159,7 @@ def photo_rows(args: argparse.Namespace, device: torch.device) -> list[dict[str,
             curves_ours = curves_theirs = None
             n_fwd = 2 * n * (t_steps + 1)
             for r in range(args.repeats):
-                for who in (("ours", "theirs") if r % 2 == 0 else ("theirs", "ours")):
+                for who in ("ours", "theirs") if r % 2 == 0 else ("theirs", "ours"):
                     if who == "ours":
                         t, curves_ours = timed(ours, device)
                         t_ours.append(t)
@@ -163,9 +171,18 @@ def photo_rows(args: argparse.Namespace, device: torch.device) -> list[dict[str,
             assert curves_ours is not None and curves_theirs is not None
             delta = float(np.abs(curves_ours[:, 1:].cpu().numpy() - curves_theirs).mean())
             bound = statistics.median(t_bound)
-            rows.append({"case": f"photos T={t_steps}", "method": m, "n": n, "ours": statistics.median(t_ours),
-                         "quantus": statistics.median(t_theirs), "bound": bound, "delta": delta,
-                         "bound_batch": best_b})
+            rows.append(
+                {
+                    "case": f"photos T={t_steps}",
+                    "method": m,
+                    "n": n,
+                    "ours": statistics.median(t_ours),
+                    "quantus": statistics.median(t_theirs),
+                    "bound": bound,
+                    "delta": delta,
+                    "bound_batch": best_b,
+                }
+            )
     return rows
 
 
@@ -175,9 +192,12 @@ class TinyCNN(nn.Module):
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1),
+            nn.ReLU(),
         )
         self.head = nn.Linear(64, num_classes)
 
@@ -201,21 +221,35 @@ def pixel_rows(args: argparse.Namespace, device: torch.device) -> list[dict[str,
     xn, yn, a = x.detach().cpu().numpy(), target.cpu().numpy(), ex.attribution.detach().cpu().numpy()[:, None]
     t_ours, t_theirs, t_bound = [], [], []
     for r in range(args.repeats):
-        for who in (("ours", "theirs") if r % 2 == 0 else ("theirs", "ours")):
+        for who in ("ours", "theirs") if r % 2 == 0 else ("theirs", "ours"):
             if who == "ours":
-                t, res = timed(lambda: spixel.evaluate(model, x, ex, "deletion", target, n_steps=hw,
-                                                       batch_size=args.pixel_batch_size), device)
+                t, res = timed(
+                    lambda: spixel.evaluate(
+                        model, x, ex, "deletion", target, n_steps=hw, batch_size=args.pixel_batch_size
+                    ),
+                    device,
+                )
                 t_ours.append(t)
                 c_ours = res.curves
-                t_bound.append(timed(lambda: forwards(net, tuple(x.shape[1:]), n * (hw + 1), best_b, device),
-                                     device)[0])
+                t_bound.append(
+                    timed(lambda: forwards(net, tuple(x.shape[1:]), n * (hw + 1), best_b, device), device)[0]
+                )
             else:
                 t, c_theirs = timed(lambda: np.asarray(run_quantus(pf, net, xn, yn, a, str(device))), device)
                 t_theirs.append(t)
     delta = float(np.abs(c_ours[:, 1:].cpu().numpy() - c_theirs).mean())
-    return [{"case": f"pixel 64² T={hw} (deletion only)", "method": "saliency", "n": n,
-             "ours": statistics.median(t_ours), "quantus": statistics.median(t_theirs),
-             "bound": statistics.median(t_bound), "delta": delta, "bound_batch": best_b}]
+    return [
+        {
+            "case": f"pixel 64² T={hw} (deletion only)",
+            "method": "saliency",
+            "n": n,
+            "ours": statistics.median(t_ours),
+            "quantus": statistics.median(t_theirs),
+            "bound": statistics.median(t_bound),
+            "delta": delta,
+            "bound_batch": best_b,
+        }
+    ]
 
 
 def main() -> None:
@@ -240,27 +274,38 @@ def main() -> None:
     device = torch.device(args.device)
     import quantus
 
-    print(f"spixel {spixel.__version__} · quantus {quantus.__version__} · torch {torch.__version__} · "
-          f"{platform.processor() or platform.machine()} · {torch.get_num_threads()} threads · device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
-    print(f"repeats {args.repeats} (medians), spixel batch_size {args.batch_size} (photos) / "
-          f"{args.pixel_batch_size} (pixel level)")
+    print(
+        f"spixel {spixel.__version__} · quantus {quantus.__version__} · torch {torch.__version__} · "
+        f"{platform.processor() or platform.machine()} · {torch.get_num_threads()} threads · device {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    )
+    print(
+        f"repeats {args.repeats} (medians), spixel batch_size {args.batch_size} (photos) / "
+        f"{args.pixel_batch_size} (pixel level)"
+    )
     rows: list[dict[str, Any]] = []
     if not args.skip_photos:
         rows += photo_rows(args, device)
     if not args.skip_pixel:
         rows += pixel_rows(args, device)
-    head = (f"{'case':<34} {'method':<21} {'N':>2} {'spixel s':>9} {'quantus s':>10} {'quantus/spixel':>15} "
-            f"{'bound s':>8} {'spixel/bound':>13} {'curve Δ':>8}")
+    head = (
+        f"{'case':<34} {'method':<21} {'N':>2} {'spixel s':>9} {'quantus s':>10} {'quantus/spixel':>15} "
+        f"{'bound s':>8} {'spixel/bound':>13} {'curve Δ':>8}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['case']:<34} {r['method']:<21} {r['n']:>2} {r['ours']:>9.2f} {r['quantus']:>10.2f} "
-              f"{r['quantus'] / r['ours']:>14.1f}× {r['bound']:>8.2f} {r['ours'] / r['bound']:>12.2f}× "
-              f"{r['delta']:>8.1e}")
-    print("bound: the curves' forwards (2·N·(T+1) for deletion + insertion; N·(T+1) at pixel level), plain forwards "
-          "at the best batch size (" + ", ".join(sorted({f"{r['case'].split()[0]}: {r['bound_batch']}"
-                                                                       for r in rows})) + ").")
+        print(
+            f"{r['case']:<34} {r['method']:<21} {r['n']:>2} {r['ours']:>9.2f} {r['quantus']:>10.2f} "
+            f"{r['quantus'] / r['ours']:>14.1f}× {r['bound']:>8.2f} {r['ours'] / r['bound']:>12.2f}× "
+            f"{r['delta']:>8.1e}"
+        )
+    print(
+        "bound: the curves' forwards (2·N·(T+1) for deletion + insertion; N·(T+1) at pixel level), plain forwards "
+        "at the best batch size ("
+        + ", ".join(sorted({f"{r['case'].split()[0]}: {r['bound_batch']}" for r in rows}))
+        + ")."
+    )
     print("curve Δ: mean |spixel deletion curve − Quantus PixelFlipping curve| (same order and substrate).")
 
 

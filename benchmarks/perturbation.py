@@ -78,8 +78,7 @@ def tune(label: str, candidates: dict[int, Callable[[], Any]], device: torch.dev
     """One warm-up-free timed run per candidate knob value (on a reduced problem); returns the fastest."""
     times = {k: timed(fn, device)[0] for k, fn in candidates.items()}
     best = min(times, key=times.get)
-    print(f"  tuned {label}: " + ", ".join(f"{k}: {v:.2f}s" for k, v in times.items()) + f" -> {best}",
-          file=sys.stderr)
+    print(f"  tuned {label}: " + ", ".join(f"{k}: {v:.2f}s" for k, v in times.items()) + f" -> {best}", file=sys.stderr)
     return best
 
 
@@ -93,8 +92,9 @@ class Case:
     agree: Callable[[dict[str, Any]], str] | None = None
 
 
-def lime_package(model: spixel.ModelAdapter, x: Tensor, targets: list[int], seg: spixel.Segmentation,
-                 n_samples: int, batch_size: int) -> list[np.ndarray]:
+def lime_package(
+    model: spixel.ModelAdapter, x: Tensor, targets: list[int], seg: spixel.Segmentation, n_samples: int, batch_size: int
+) -> list[np.ndarray]:
     """The lime package on each image (same segmentation, ``hide_color=None``); returns its coefficients."""
     import lime.lime_image
     from lime.lime_image import LimeImageExplainer
@@ -112,8 +112,16 @@ def lime_package(model: spixel.ModelAdapter, x: Tensor, targets: list[int], seg:
     for i, t in enumerate(targets):
         labels = seg.labels[i].cpu().numpy()
         ex = LimeImageExplainer(random_state=i + 1).explain_instance(
-            rgb[i], classifier_fn, labels=(t,), top_labels=None, hide_color=None, num_samples=n_samples,
-            batch_size=batch_size, segmentation_fn=lambda _img, labels=labels: labels, random_seed=0)
+            rgb[i],
+            classifier_fn,
+            labels=(t,),
+            top_labels=None,
+            hide_color=None,
+            num_samples=n_samples,
+            batch_size=batch_size,
+            segmentation_fn=lambda _img, labels=labels: labels,
+            random_seed=0,
+        )
         coef = np.zeros(int(labels.max()) + 1)
         for f, w in ex.local_exp[t]:
             coef[f] = w
@@ -121,8 +129,9 @@ def lime_package(model: spixel.ModelAdapter, x: Tensor, targets: list[int], seg:
     return out
 
 
-def build_cases(args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor, targets: list[int],
-                sizes: list[int]) -> list[Case]:
+def build_cases(
+    args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor, targets: list[int], sizes: list[int]
+) -> list[Case]:
     import warnings
 
     from captum.attr import Lime, Occlusion
@@ -144,17 +153,23 @@ def build_cases(args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor,
             return model.module(z).softmax(-1)
 
         def captum_lime(ppe: int, k: int = k) -> Tensor:
-            return Lime(softmax_model).attribute(x, target=t, feature_mask=feature_mask, n_samples=k,
-                                                 perturbations_per_eval=ppe, baselines=0.0)
+            return Lime(softmax_model).attribute(
+                x, target=t, feature_mask=feature_mask, n_samples=k, perturbations_per_eval=ppe, baselines=0.0
+            )
 
         def ours_lime(k: int = k, **kw: Any) -> spixel.Explanation:
-            return spixel.explain(model, x, "lime", targets, seed=0, regions=seg, n_samples=k, progress=False,
-                                  **{**bs, **kw})
+            return spixel.explain(
+                model, x, "lime", targets, seed=0, regions=seg, n_samples=k, progress=False, **{**bs, **kw}
+            )
 
-        cl = tune("Captum Lime perturbations_per_eval",
-                  {b: (lambda b=b: captum_lime(b, tune_samples)) for b in sizes}, dev)
-        lb = tune("lime batch_size",
-                  {b: (lambda b=b: lime_package(model, x, targets, seg, tune_samples, b)) for b in sizes}, dev)
+        cl = tune(
+            "Captum Lime perturbations_per_eval", {b: (lambda b=b: captum_lime(b, tune_samples)) for b in sizes}, dev
+        )
+        lb = tune(
+            "lime batch_size",
+            {b: (lambda b=b: lime_package(model, x, targets, seg, tune_samples, b)) for b in sizes},
+            dev,
+        )
 
         def agree(outs: dict[str, Any], seg: spixel.Segmentation = seg) -> str:
             mine = pool(outs["spixel"].attribution, seg, "mean").cpu().numpy()
@@ -165,39 +180,75 @@ def build_cases(args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor,
                 overlaps.append(len(a & b))
             return f"top-5 regions shared with lime: {overlaps}"
 
-        cases.append(Case("lime", f"n_samples={k}, quickshift (lime's), captum ppe={cl}, lime batch_size={lb}",
-                          k * n, ours_lime,
-                          {"captum": lambda: captum_lime(cl),
-                           "lime": lambda: lime_package(model, x, targets, seg, k, lb)}, agree))
+        cases.append(
+            Case(
+                "lime",
+                f"n_samples={k}, quickshift (lime's), captum ppe={cl}, lime batch_size={lb}",
+                k * n,
+                ours_lime,
+                {"captum": lambda: captum_lime(cl), "lime": lambda: lime_package(model, x, targets, seg, k, lb)},
+                agree,
+            )
+        )
     if "rise" in wanted:
         m = args.rise_masks
-        cases.append(Case("rise", f"n_masks={m}, grid_size=7, p1=0.5", m * n,
-                          lambda: spixel.explain(model, x, "rise", targets, seed=0, n_masks=m, progress=False, **bs)))
+        cases.append(
+            Case(
+                "rise",
+                f"n_masks={m}, grid_size=7, p1=0.5",
+                m * n,
+                lambda: spixel.explain(model, x, "rise", targets, seed=0, n_masks=m, progress=False, **bs),
+            )
+        )
     if "occlusion" in wanted:
         w, s = args.window, args.stride
         h, wd = x.shape[-2:]
         n_win = (-(-(h - w) // s) + 1) * (-(-(wd - w) // s) + 1)
 
         def captum_occ(ppe: int) -> Tensor:
-            return Occlusion(model.module).attribute(x, sliding_window_shapes=(3, w, w), strides=(3, s, s),
-                                                     baselines=0.0, target=t, perturbations_per_eval=ppe)
+            return Occlusion(model.module).attribute(
+                x,
+                sliding_window_shapes=(3, w, w),
+                strides=(3, s, s),
+                baselines=0.0,
+                target=t,
+                perturbations_per_eval=ppe,
+            )
 
         # Captum puts ppe × N images in one forward; tuned with stride = window (fewer windows, same forwards)
-        co = tune("Captum Occlusion perturbations_per_eval",
-                  {max(1, b // n): (lambda b=b: Occlusion(model.module).attribute(
-                      x, sliding_window_shapes=(3, w, w), strides=(3, w, w), baselines=0.0, target=t,
-                      perturbations_per_eval=max(1, b // n))) for b in sizes}, dev)
+        co = tune(
+            "Captum Occlusion perturbations_per_eval",
+            {
+                max(1, b // n): (
+                    lambda b=b: Occlusion(model.module).attribute(
+                        x,
+                        sliding_window_shapes=(3, w, w),
+                        strides=(3, w, w),
+                        baselines=0.0,
+                        target=t,
+                        perturbations_per_eval=max(1, b // n),
+                    )
+                )
+                for b in sizes
+            },
+            dev,
+        )
 
         def agree_occ(outs: dict[str, Any]) -> str:
             ref = outs["captum"][:, 0]
             err = float((outs["spixel"].attribution - ref).abs().max()) / float(ref.abs().max())
             return f"max |Δ| / max |captum| = {err:.1e}"
 
-        cases.append(Case("occlusion", f"window={w}, stride={s}, fill 0, target logit, captum ppe={co}",
-                          n_win * n,
-                          lambda: spixel.explain(model, x, "occlusion", targets, window=w, stride=s, progress=False,
-                                                 **bs),
-                          {"captum": lambda: captum_occ(co)}, agree_occ))
+        cases.append(
+            Case(
+                "occlusion",
+                f"window={w}, stride={s}, fill 0, target logit, captum ppe={co}",
+                n_win * n,
+                lambda: spixel.explain(model, x, "occlusion", targets, window=w, stride=s, progress=False, **bs),
+                {"captum": lambda: captum_occ(co)},
+                agree_occ,
+            )
+        )
     return cases
 
 
@@ -209,8 +260,10 @@ def run_compare(args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor)
     print(f"  targets: {[model.label(k) for k in targets]}", file=sys.stderr)
     per_image = {b: forward_per_image(model.module, x, b) for b in sizes}
     best_b = min(per_image, key=per_image.get)
-    print("  forward s/image by batch size: " + ", ".join(f"{b}: {v * 1e3:.1f} ms" for b, v in per_image.items()),
-          file=sys.stderr)
+    print(
+        "  forward s/image by batch size: " + ", ".join(f"{b}: {v * 1e3:.1f} ms" for b, v in per_image.items()),
+        file=sys.stderr,
+    )
     cases = build_cases(args, model, x, targets, sizes)
     times: dict[str, dict[str, list[float]]] = {c.name: {k: [] for k in ["spixel", *c.peers]} for c in cases}
     agreement: dict[str, str] = {}
@@ -225,13 +278,16 @@ def run_compare(args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor)
             if r == 0 and c.agree is not None:
                 agreement[c.name] = c.agree(outs)
     print()
-    print(f"model {args.model}, {x.shape[0]} photos {tuple(x.shape[1:])}, device {dev}, {torch.get_num_threads()} "
-          f"threads, torch {torch.__version__}, {platform.processor() or platform.machine()}, median of "
-          f"{args.repeats} run(s), seconds for the whole batch")
+    print(
+        f"model {args.model}, {x.shape[0]} photos {tuple(x.shape[1:])}, device {dev}, {torch.get_num_threads()} "
+        f"threads, torch {torch.__version__}, {platform.processor() or platform.machine()}, median of "
+        f"{args.repeats} run(s), seconds for the whole batch"
+    )
     print(f"forward lower bound: {per_image[best_b] * 1e3:.1f} ms/image at batch {best_b} × forwards needed")
     print()
-    print("| method | settings | forwards | bound | spixel | spixel/bound | Captum | spixel/Captum | lime "
-          "| spixel/lime |")
+    print(
+        "| method | settings | forwards | bound | spixel | spixel/bound | Captum | spixel/Captum | lime | spixel/lime |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c in cases:
         med = {k: statistics.median(v) for k, v in times[c.name].items()}
@@ -239,8 +295,10 @@ def run_compare(args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor)
         cells = []
         for peer in ("captum", "lime"):
             cells += [f"{med[peer]:.2f}", f"{med['spixel'] / med[peer]:.2f}"] if peer in med else ["–", "–"]
-        print(f"| {c.name} | {c.settings} | {c.forwards} | {bound:.2f} | {med['spixel']:.2f} "
-              f"| {med['spixel'] / bound:.2f} | " + " | ".join(cells) + " |")
+        print(
+            f"| {c.name} | {c.settings} | {c.forwards} | {bound:.2f} | {med['spixel']:.2f} "
+            f"| {med['spixel'] / bound:.2f} | " + " | ".join(cells) + " |"
+        )
     for name, a in agreement.items():
         print(f"\n{name}: {a}")
 
@@ -249,14 +307,22 @@ def run_sweep(args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor) -
     """spixel's LIME at every batch size (interleaved), to choose the default."""
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     seg = segmentation_of(model, x, "quickshift", dict(LIME_QUICKSHIFT))
-    fns = {b: (lambda b=b: spixel.explain(model, x, "lime", None, seed=0, regions=seg, n_samples=args.samples,
-                                          batch_size=b, progress=False)) for b in sizes}
+    fns = {
+        b: (
+            lambda b=b: spixel.explain(
+                model, x, "lime", None, seed=0, regions=seg, n_samples=args.samples, batch_size=b, progress=False
+            )
+        )
+        for b in sizes
+    }
     times: dict[int, list[float]] = {b: [] for b in sizes}
     for r in range(args.repeats):
         for b in sizes if r % 2 == 0 else sizes[::-1]:
             times[b].append(timed(fns[b], x.device)[0])
-    print(f"\nspixel lime, n_samples={args.samples}, {x.shape[0]} photos, {args.model}, device {x.device}, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}")
+    print(
+        f"\nspixel lime, n_samples={args.samples}, {x.shape[0]} photos, {args.model}, device {x.device}, "
+        f"{torch.get_num_threads()} threads, median of {args.repeats}"
+    )
     print("\n| batch_size | seconds | ms per forward image |\n|---:|---:|---:|")
     for b in sizes:
         med = statistics.median(times[b])
@@ -275,8 +341,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default="efficientnet_lite0")
     ap.add_argument("--batch-size", type=int, default=None, help="spixel batch_size (default: its own)")
-    ap.add_argument("--batch-sizes", default="8,16,32,64",
-                    help="candidates for the peers' knobs, the forward bound and --sweep (default 8,16,32,64)")
+    ap.add_argument(
+        "--batch-sizes",
+        default="8,16,32,64",
+        help="candidates for the peers' knobs, the forward bound and --sweep (default 8,16,32,64)",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     ap.add_argument("--sweep", action="store_true", help="time spixel LIME at each of --batch-sizes and exit")
     args = ap.parse_args(argv)

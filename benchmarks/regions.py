@@ -58,8 +58,10 @@ def main() -> None:
         for m in methods:
             times[m].append(timed(lambda m=m: spixel.explain(model, x, m)))
     bound = statistics.median(times["fwd+bwd"]) / n
-    print(f"model {args.model}, {n} photos per batch, device {x.device}, {torch.get_num_threads()} threads, "
-          f"median of {args.repeats}")
+    print(
+        f"model {args.model}, {n} photos per batch, device {x.device}, {torch.get_num_threads()} threads, "
+        f"median of {args.repeats}"
+    )
     print("\n| method | s/image | × fwd+bwd | target |\n|---|---:|---:|---:|")
     print(f"| fwd+bwd (bound) | {bound:.4f} | 1.00 | |")
     for m in methods:

@@ -153,10 +153,13 @@ def main(argv: list[str] | None = None) -> None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load0 = os.getloadavg()
     print(f"# Segmentation throughput: {args.images} images of {args.size}×{args.size}, median of {args.repeats}")
-    print(f"{platform.processor() or platform.machine()}, {cores} cores, torch {torch.__version__}, "
-          f"load average at start {load0[0]:.1f}\n")
-    print("| segmenter | backend | regions/img | raw skimage loop (img/s) | serial (img/s) | threads (img/s) "
-          "| speed-up |")
+    print(
+        f"{platform.processor() or platform.machine()}, {cores} cores, torch {torch.__version__}, "
+        f"load average at start {load0[0]:.1f}\n"
+    )
+    print(
+        "| segmenter | backend | regions/img | raw skimage loop (img/s) | serial (img/s) | threads (img/s) | speed-up |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|")
     for name, backend, params in cases(x, wanted):
         has_workers = "workers" in SEGMENTERS.get(name).info["params"]
@@ -179,8 +182,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_gil:
         gil_stalls(x, wanted)
     load1 = os.getloadavg()
-    print(f"\nload average at end {load1[0]:.1f} (a load above the core count means other processes shared the "
-          "cores: the speed-up is then a lower bound)")
+    print(
+        f"\nload average at end {load1[0]:.1f} (a load above the core count means other processes shared the "
+        "cores: the speed-up is then a lower bound)"
+    )
 
 
 if __name__ == "__main__":

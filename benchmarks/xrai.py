@@ -83,8 +83,9 @@ def pair_cmf(module: torch.nn.Module, device: torch.device) -> Callable[..., dic
     """
     from saliency.core.base import INPUT_OUTPUT_GRADIENTS
 
-    def cmf(xb: np.ndarray, call_model_args: dict[str, Any] | None = None,
-            expected_keys: Any = None) -> dict[str, np.ndarray]:
+    def cmf(
+        xb: np.ndarray, call_model_args: dict[str, Any] | None = None, expected_keys: Any = None
+    ) -> dict[str, np.ndarray]:
         target = call_model_args["target"]
         xt = torch.from_numpy(np.asarray(xb, dtype=np.float32)).permute(0, 3, 1, 2).contiguous().to(device)
         xt.requires_grad_(True)
@@ -104,8 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--algorithms", default="full", help="comma-separated: full, fast (default full)")
     ap.add_argument("--n-steps", type=int, default=100, help="IG steps per baseline (default 100, PAIR's)")
     ap.add_argument("--batch-size", type=int, default=None, help="spixel batch_size (default: its own)")
-    ap.add_argument("--batch-sizes", default="8,16,32,64",
-                    help="candidates for PAIR's batch_size and the fwd+bwd bound")
+    ap.add_argument(
+        "--batch-sizes", default="8,16,32,64", help="candidates for PAIR's batch_size and the fwd+bwd bound"
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     ap.add_argument("--breakdown", action="store_true", help="also time spixel's stages once")
     args = ap.parse_args(argv)
@@ -125,8 +127,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  targets: {[model.label(k) for k in targets]}", file=sys.stderr)
     per_image = {b: fwd_bwd_per_image(m, x, b, 3) for b in sizes}
     best_b = min(per_image, key=per_image.get)
-    print("  fwd+bwd per image by batch size: " + ", ".join(f"{b}: {v * 1e3:.1f} ms" for b, v in per_image.items()),
-          file=sys.stderr)
+    print(
+        "  fwd+bwd per image by batch size: " + ", ".join(f"{b}: {v * 1e3:.1f} ms" for b, v in per_image.items()),
+        file=sys.stderr,
+    )
     xs = [x[i].permute(1, 2, 0).cpu().numpy() for i in range(n)]
     cmf = pair_cmf(m, dev)
 
@@ -134,16 +138,21 @@ def main(argv: list[str] | None = None) -> None:
     def pair_ig(bs: int) -> None:
         ig = IntegratedGradients()
         for v in (xs[0].min(), xs[0].max()):
-            ig.GetMask(xs[0], cmf, {"target": targets[0]}, x_baseline=np.full_like(xs[0], v), x_steps=steps,
-                       batch_size=bs)
+            ig.GetMask(
+                xs[0], cmf, {"target": targets[0]}, x_baseline=np.full_like(xs[0], v), x_steps=steps, batch_size=bs
+            )
 
     ig_times = {}
     for b in sizes:
         pair_ig(b)
         ig_times[b] = timed(lambda b=b: pair_ig(b), dev)[0]
     pair_bs = min(ig_times, key=ig_times.get)
-    print("  tuned PAIR batch_size (its IG, 1 image): " + ", ".join(f"{b}: {v:.2f}s" for b, v in ig_times.items())
-          + f" -> {pair_bs}", file=sys.stderr)
+    print(
+        "  tuned PAIR batch_size (its IG, 1 image): "
+        + ", ".join(f"{b}: {v:.2f}s" for b, v in ig_times.items())
+        + f" -> {pair_bs}",
+        file=sys.stderr,
+    )
 
     bs = {} if args.batch_size is None else {"batch_size": args.batch_size}
     algos = [a.strip() for a in args.algorithms.split(",") if a.strip()]
@@ -153,8 +162,12 @@ def main(argv: list[str] | None = None) -> None:
         params = pair_xrai.XRAIParameters(steps=steps, algorithm=algo, return_xrai_segments=True)
 
         def peer(params: Any = params) -> list[Any]:
-            return [pair_xrai.XRAI().GetMaskWithDetails(xs[i], cmf, {"target": targets[i]}, batch_size=pair_bs,
-                                                        extra_parameters=params) for i in range(n)]
+            return [
+                pair_xrai.XRAI().GetMaskWithDetails(
+                    xs[i], cmf, {"target": targets[i]}, batch_size=pair_bs, extra_parameters=params
+                )
+                for i in range(n)
+            ]
 
         def ours(algo: str = algo) -> spixel.Explanation:
             return spixel.explain(model, x, "xrai", targets, n_steps=steps, algorithm=algo, **bs)
@@ -166,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         same = float((o_out.segmentation.labels.cpu() + 1 == ranks).float().mean())
         tp, to = [], []
         for r in range(args.repeats):
-            for who in (("peer", "ours") if r % 2 == 0 else ("ours", "peer")):
+            for who in ("peer", "ours") if r % 2 == 0 else ("ours", "peer"):
                 dt, _ = timed(peer if who == "peer" else ours, dev)
                 (tp if who == "peer" else to).append(dt)
             bounds.append(fwd_bwd_per_image(m, x, best_b, 3))  # the machine's speed drifts: re-measure
@@ -176,26 +189,37 @@ def main(argv: list[str] | None = None) -> None:
     per_pass = statistics.median(bounds)
     bound = per_pass * 2 * steps * n
     print()
-    print(f"model {args.model}, {n} photos {tuple(x.shape[1:])}, device {dev}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, {platform.processor() or platform.machine()}, median of {args.repeats} runs (s)")
-    print(f"fwd+bwd lower bound: {per_pass * 1e3:.1f} ms/image (median of {len(bounds)} measurements between the "
-          f"runs) at batch {best_b} × {2 * steps} passes × {n}")
+    print(
+        f"model {args.model}, {n} photos {tuple(x.shape[1:])}, device {dev}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, median of {args.repeats} runs (s)"
+    )
+    print(
+        f"fwd+bwd lower bound: {per_pass * 1e3:.1f} ms/image (median of {len(bounds)} measurements between the "
+        f"runs) at batch {best_b} × {2 * steps} passes × {n}"
+    )
     print(f"PAIR batch_size={pair_bs} (tuned); spixel batch_size={args.batch_size or 'default'}")
     print()
-    print("| algorithm | PAIR | spixel | spixel/PAIR | fwd+bwd bound | spixel/bound | PAIR/bound | map agreement "
-          "| same region |")
+    print(
+        "| algorithm | PAIR | spixel | spixel/PAIR | fwd+bwd bound | spixel/bound | PAIR/bound | map agreement "
+        "| same region |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
     for algo, tp_, to_, err, same in rows:
-        print(f"| {algo} | {tp_:.2f} | {to_:.2f} | {to_ / tp_:.2f} | {bound:.2f} | {to_ / bound:.2f} "
-              f"| {tp_ / bound:.2f} | {err:.1e} | {same:.3f} |")
+        print(
+            f"| {algo} | {tp_:.2f} | {to_:.2f} | {to_ / tp_:.2f} | {bound:.2f} | {to_ / bound:.2f} "
+            f"| {tp_ / bound:.2f} | {err:.1e} | {same:.3f} |"
+        )
 
     if args.breakdown:
         t = torch.tensor(targets, device=dev)
         kw = {"batch_size": args.batch_size} if args.batch_size else {}
         t_ig, attr = timed(lambda: XR.ig_min_max(model, x, t, steps, **kw), dev)
         t_seg, masks = timed(lambda: XR.xrai_segments(model.to_rgb01(x)), dev)
-        print("\nspixel stages (one run, s): " + f"IG {t_ig:.2f}, segments {t_seg:.2f} "
-              f"({sum(int(k.shape[0]) for k in masks)} masks)", end="")
+        print(
+            "\nspixel stages (one run, s): " + f"IG {t_ig:.2f}, segments {t_seg:.2f} "
+            f"({sum(int(k.shape[0]) for k in masks)} masks)",
+            end="",
+        )
         for algo in algos:
             t_sel, _ = timed(lambda algo=algo: XR.xrai_select(attr, masks, algo), dev)
             print(f", select[{algo}] {t_sel:.3f}", end="")

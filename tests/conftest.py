@@ -43,8 +43,9 @@ def make_tiny(seed: int = 0) -> ModelAdapter:
             bn.running_mean.uniform_(-0.2, 0.2)
             bn.running_var.uniform_(0.5, 1.5)
     m.eval()
-    return ModelAdapter(m, input_size=32, resize=36, labels=[f"c{i}" for i in range(10)],
-                        layers={"cam": "features.8"}, name="tiny")
+    return ModelAdapter(
+        m, input_size=32, resize=36, labels=[f"c{i}" for i in range(10)], layers={"cam": "features.8"}, name="tiny"
+    )
 
 
 @pytest.fixture

@@ -30,9 +30,7 @@ def minmax(a: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def state(module: nn.Module) -> tuple:
-    hooks = sum(
-        len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks) for m in module.modules()
-    )
+    hooks = sum(len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks) for m in module.modules())
     return (
         hooks,
         [m.training for m in module.modules()],
@@ -55,9 +53,11 @@ def test_gradcam_equals_captum(resnet18, layer):
 
     x = _x64()
     e = gradcam(resnet18, x, target=[3, 7], layer=layer)
-    ref = LayerGradCam(resnet18.module, resnet18.layer(layer)).attribute(
-        x, target=[3, 7], relu_attributions=True
-    ).detach()
+    ref = (
+        LayerGradCam(resnet18.module, resnet18.layer(layer))
+        .attribute(x, target=[3, 7], relu_attributions=True)
+        .detach()
+    )
     # Captum's interpolate calls F.interpolate without align_corners, i.e. align_corners=False for bilinear
     ref = LayerAttribution.interpolate(ref, (64, 64), interpolate_mode="bilinear")[:, 0]
     assert e.attribution.shape == (2, 64, 64) and e.raw is None
@@ -105,9 +105,7 @@ def test_gradcam_pp_formula_by_hand():
     """Grad-CAM++ on a network whose layer gradient is known in closed form: logits = W · mean_ij(A) + b, so
     ∂y_t/∂A_kij = W_tk / (h w) and α = g² / (2g² + ΣA·g³)."""
     torch.manual_seed(0)
-    m = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
-    )
+    m = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
     x = torch.randn(2, 3, 6, 6)
     t = [2, 0]
     e = gradcam_pp(m, x, target=t, layer="1")
@@ -135,9 +133,7 @@ class ThreeChannel(nn.Module):
             w = torch.tensor([[1.0, -0.5, 0.2], [-0.3, 0.8, 0.5], [0.0, 0.0, 0.0]])
             self.feat[0].weight.copy_(w.view(3, 3, 1, 1))
             self.feat[0].bias.copy_(torch.tensor([0.1, 0.2, -1.0]))
-            self.fc.weight.copy_(
-                torch.tensor([[1.0, -1.0, 0.3], [0.5, 2.0, -0.2], [-1.5, 0.7, 0.1], [0.2, 0.2, 0.9]])
-            )
+            self.fc.weight.copy_(torch.tensor([[1.0, -1.0, 0.3], [0.5, 2.0, -0.2], [-1.5, 0.7, 0.1], [0.2, 0.2, 0.9]]))
             self.fc.bias.copy_(torch.tensor([0.0, -0.1, 0.3, 0.05]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,8 +211,7 @@ def test_scorecam_matches_naive_loop_on_tiny(tiny, tiny_x):
     with torch.no_grad():
         for i, t in enumerate(targets):  # the official loop, one image and one channel at a time
             for k in range(acts["a"].shape[1]):
-                up = F.interpolate(acts["a"][i : i + 1, k : k + 1], size=(32, 32), mode="bilinear",
-                                   align_corners=False)
+                up = F.interpolate(acts["a"][i : i + 1, k : k + 1], size=(32, 32), mode="bilinear", align_corners=False)
                 if up.max() == up.min():
                     continue
                 norm = (up - up.min()) / (up.max() - up.min())

@@ -81,8 +81,19 @@ def _err_line(capsys: pytest.CaptureFixture[str]) -> str:
 # ---------------------------------------------------------------------------------------------- explain
 def test_explain_two_methods_on_a_real_photo(photos, tmp_path, capsys):
     out = tmp_path / "out"
-    code = cli.main(["explain", str(photos["cat"]), *MODEL, "--method", "saliency,integrated_gradients",
-                     "--param", "n_steps=4", "--out", str(out)])
+    code = cli.main(
+        [
+            "explain",
+            str(photos["cat"]),
+            *MODEL,
+            "--method",
+            "saliency,integrated_gradients",
+            "--param",
+            "n_steps=4",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     d = out / "chelsea"
     for m in ("saliency", "integrated_gradients"):
@@ -121,8 +132,22 @@ def test_explain_two_methods_on_a_real_photo(photos, tmp_path, capsys):
 
 def test_explain_target_by_label(photos, tmp_path, capsys):
     out = tmp_path / "out"
-    assert cli.main(["explain", str(photos["cat"]), *MODEL, "--method", "saliency", "--target", "Egyptian cat",
-                     "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "explain",
+                str(photos["cat"]),
+                *MODEL,
+                "--method",
+                "saliency",
+                "--target",
+                "Egyptian cat",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     info = json.loads((out / "chelsea" / "explanation.json").read_text())
     assert info["explained"]["class"] == 285 and info["explained"]["label"] == "Egyptian cat"
     assert info["target_given"] == "Egyptian cat"
@@ -148,8 +173,24 @@ def test_explain_stochastic_seed_recorded_and_reproducible(photos, tmp_path):
     runs = []
     for i in range(2):
         out = tmp_path / f"run{i}"
-        assert cli.main(["explain", str(photos["cat"]), *MODEL, "--method", "smoothgrad",
-                         "--param", "n_samples=2", "--seed", "7", "--out", str(out)]) == 0
+        assert (
+            cli.main(
+                [
+                    "explain",
+                    str(photos["cat"]),
+                    *MODEL,
+                    "--method",
+                    "smoothgrad",
+                    "--param",
+                    "n_samples=2",
+                    "--seed",
+                    "7",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         info = json.loads((out / "chelsea" / "explanation.json").read_text())
         assert info["methods"]["smoothgrad"]["seed"] == 7
         assert info["methods"]["smoothgrad"]["params"]["n_samples"] == 2
@@ -160,8 +201,7 @@ def test_explain_stochastic_seed_recorded_and_reproducible(photos, tmp_path):
 def test_odd_but_valid_images_are_handled(photos, tmp_path, capsys):
     names = ["gray", "rgba", "gray16", "huge"]
     out = tmp_path / "out"
-    code = cli.main(["explain", *(str(photos[n]) for n in names), *MODEL, "--method", "saliency",
-                     "--out", str(out)])
+    code = cli.main(["explain", *(str(photos[n]) for n in names), *MODEL, "--method", "saliency", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     for n in names:
         stem = photos[n].stem
@@ -173,8 +213,21 @@ def test_odd_but_valid_images_are_handled(photos, tmp_path, capsys):
 
 def test_one_bad_file_among_good_ones(photos, tmp_path, capsys):
     out = tmp_path / "out"
-    code = cli.main(["explain", str(photos["cat"]), str(photos["empty"]), str(photos["coffee"]), *MODEL,
-                     "--method", "saliency", "--out", str(out), "--batch-size", "3"])  # all in one batch
+    code = cli.main(
+        [
+            "explain",
+            str(photos["cat"]),
+            str(photos["empty"]),
+            str(photos["coffee"]),
+            *MODEL,
+            "--method",
+            "saliency",
+            "--out",
+            str(out),
+            "--batch-size",
+            "3",
+        ]
+    )  # all in one batch
     assert code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -192,8 +245,10 @@ def test_duplicate_stems_do_not_overwrite(photos, tmp_path, capsys):
     Image.open(photos["cat"]).save(a / "cat.png")
     Image.open(photos["coffee"]).save(b / "cat.png")
     out = tmp_path / "out"
-    assert cli.main(["explain", str(a / "cat.png"), str(b / "cat.png"), *MODEL, "--method", "saliency",
-                     "--out", str(out)]) == 0
+    assert (
+        cli.main(["explain", str(a / "cat.png"), str(b / "cat.png"), *MODEL, "--method", "saliency", "--out", str(out)])
+        == 0
+    )
     dirs = sorted(p.name for p in out.iterdir())
     assert len(dirs) == 2 and "cat" in dirs
     images = {json.loads((out / n / "explanation.json").read_text())["image"] for n in dirs}
@@ -231,8 +286,20 @@ def test_bad_image_files_exit_2_with_one_line(kind, photos, tmp_path, capsys):
         (["--method", "saliency", "--device", "tpu9"], r"--device"),
         ([], r"--method"),  # argparse's own error, also on one line
     ],
-    ids=["unknown-method", "typo-hint", "unknown-model", "target-5000", "target-name", "malformed-param",
-         "unknown-param", "seed-as-param", "bad-param-value", "negative-seed", "bad-device", "missing-option"],
+    ids=[
+        "unknown-method",
+        "typo-hint",
+        "unknown-model",
+        "target-5000",
+        "target-name",
+        "malformed-param",
+        "unknown-param",
+        "seed-as-param",
+        "bad-param-value",
+        "negative-seed",
+        "bad-device",
+        "missing-option",
+    ],
 )
 def test_bad_arguments_exit_2_with_one_line(args, pattern, photos, tmp_path, capsys):
     argv = ["explain", str(photos["cat"]), "--out", str(tmp_path / "o"), *args]
@@ -244,8 +311,9 @@ def test_bad_arguments_exit_2_with_one_line(args, pattern, photos, tmp_path, cap
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_is_a_clear_error(photos, tmp_path, capsys):
-    code = cli.main(["explain", str(photos["cat"]), *MODEL, "--method", "saliency", "--device", "cuda",
-                     "--out", str(tmp_path)])
+    code = cli.main(
+        ["explain", str(photos["cat"]), *MODEL, "--method", "saliency", "--device", "cuda", "--out", str(tmp_path)]
+    )
     assert code == 2
     assert "CUDA is not available" in _err_line(capsys)
 
@@ -255,8 +323,21 @@ def test_console_script_subprocess(tmp_path):
     exe = Path(sys.executable).with_name("spixel")
     if not exe.exists():
         pytest.skip("the spixel console script is not installed (pip install -e .)")
-    r = subprocess.run([str(exe), "explain", str(tmp_path / "missing.jpg"), *MODEL, "--method", "saliency",
-                        "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            str(exe),
+            "explain",
+            str(tmp_path / "missing.jpg"),
+            *MODEL,
+            "--method",
+            "saliency",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert lines == [f"spixel: error: {tmp_path / 'missing.jpg'}: no such file"], r.stderr
@@ -309,8 +390,10 @@ class _Sample:
 def test_demo_with_stand_in_samples(tmp_path, monkeypatch, capsys):
     from skimage import data
 
-    fake = [_Sample("chelsea", _chelsea(), [281, 282, 285], (140, 20, 380, 300), "scikit-image"),
-            _Sample("coffee", data.coffee(), [967], (60, 20, 500, 330), "scikit-image")]
+    fake = [
+        _Sample("chelsea", _chelsea(), [281, 282, 285], (140, 20, 380, 300), "scikit-image"),
+        _Sample("coffee", data.coffee(), [967], (60, 20, 500, 330), "scikit-image"),
+    ]
     monkeypatch.setattr(cli, "_load_samples", lambda: fake)
     out = tmp_path / "demo"
     methods = [m for m in ("saliency", "gradcam") if m in METHODS]

@@ -37,8 +37,21 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        rc = cli.main(["evaluate", *(f"sample:{s}" for s in SAMPLES), *MODEL, "--method", ",".join(METHODS),
-                       "--metric", ",".join(METRIC_NAMES), "--metric-param", "n_steps=16", "--out", str(out)])
+        rc = cli.main(
+            [
+                "evaluate",
+                *(f"sample:{s}" for s in SAMPLES),
+                *MODEL,
+                "--method",
+                ",".join(METHODS),
+                "--metric",
+                ",".join(METRIC_NAMES),
+                "--metric-param",
+                "n_steps=16",
+                "--out",
+                str(out),
+            ]
+        )
     capture.update(rc=rc, out=out, stdout=buf.getvalue())
     with open(out / "scores.csv", newline="") as f:
         capture["rows"] = list(csv.DictReader(f))
@@ -112,7 +125,7 @@ def test_sparseness_and_pointing_game_by_hand(run: dict[str, Any], direct: dict[
         rows = [r for r in run["rows"] if r["method"] == m]
         for i, smp in enumerate(direct["samples"]):
             assert float(rows[i]["sparseness"]) == pytest.approx(_gini(amaps[i]), rel=1e-4, abs=1e-6)
-            (x0, y0, x1, y1), = model.map_boxes([smp.box], smp.image.shape)
+            ((x0, y0, x1, y1),) = model.map_boxes([smp.box], smp.image.shape)
             yy, xx = np.nonzero(amaps[i] == amaps[i].max())
             # a hit when the maximum (within 15 px) touches the box
             near = (np.clip(xx, x0, x1 - 1) - xx) ** 2 + (np.clip(yy, y0, y1 - 1) - yy) ** 2 <= 15**2
@@ -145,8 +158,9 @@ def test_summary_and_table(run: dict[str, Any]) -> None:
         (["--metric", "deletion", "--box", "1,2,3"], "--box"),
     ],
 )
-def test_bad_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
-                              needle: str) -> None:
+def test_bad_arguments_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], needle: str
+) -> None:
     rc = cli.main(["evaluate", "sample:chelsea", *MODEL, "--method", "saliency", "--out", str(tmp_path), *extra])
     assert rc == 2
     assert needle in _err_line(capsys)
@@ -155,8 +169,19 @@ def test_bad_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_localisation_needs_ground_truth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     img = tmp_path / "cat.png"
     Image.fromarray(sample("chelsea").image).save(img)
-    rc = cli.main(["evaluate", str(img), *MODEL, "--method", "saliency", "--metric", "sparseness,pointing_game",
-                   "--out", str(tmp_path / "o")])
+    rc = cli.main(
+        [
+            "evaluate",
+            str(img),
+            *MODEL,
+            "--method",
+            "saliency",
+            "--metric",
+            "sparseness,pointing_game",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 2
     line = _err_line(capsys)
     assert "pointing_game" in line and "sample:NAME" in line and "--box" in line
@@ -167,8 +192,21 @@ def test_bad_image_does_not_stop_others(tmp_path: Path, capsys: pytest.CaptureFi
     bad = tmp_path / "broken.jpg"
     bad.write_text("not a picture")
     out = tmp_path / "o"
-    rc = cli.main(["evaluate", str(bad), "sample:coffee", "sample:nope", *MODEL, "--method", "saliency",
-                   "--metric", "sparseness", "--out", str(out)])
+    rc = cli.main(
+        [
+            "evaluate",
+            str(bad),
+            "sample:coffee",
+            "sample:nope",
+            *MODEL,
+            "--method",
+            "saliency",
+            "--metric",
+            "sparseness",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "broken.jpg" in err and "sample:nope" in err and "Traceback" not in err

@@ -55,8 +55,9 @@ def _blocks(a: np.ndarray, s: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- explain --regions
 def test_grid_regions_saliency_on_a_real_photo(photos, tmp_path, capsys):
     out = tmp_path / "out"
-    code = cli.main(["explain", str(photos["cat"]), *MODEL, "--method", "saliency", "--regions", "grid:size=16",
-                     "--out", str(out)])
+    code = cli.main(
+        ["explain", str(photos["cat"]), *MODEL, "--method", "saliency", "--regions", "grid:size=16", "--out", str(out)]
+    )
     assert code == 0, capsys.readouterr().err
     d = out / "chelsea"
     a = np.load(d / "saliency.npy")
@@ -98,8 +99,23 @@ def test_without_regions_the_json_says_so(photos, tmp_path, capsys):
 
 def test_per_channel_and_a_stochastic_segmenter_seeded_by_seed(photos, tmp_path, capsys):
     out = tmp_path / "out"
-    code = cli.main(["explain", str(photos["cat"]), *MODEL, "--method", "input_x_gradient", "--regions",
-                     "random:n_segments=40", "--channels", "per_channel", "--seed", "5", "--out", str(out)])
+    code = cli.main(
+        [
+            "explain",
+            str(photos["cat"]),
+            *MODEL,
+            "--method",
+            "input_x_gradient",
+            "--regions",
+            "random:n_segments=40",
+            "--channels",
+            "per_channel",
+            "--seed",
+            "5",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     info = json.loads((out / "chelsea" / "explanation.json").read_text())
     assert info["regions"]["params"]["seed"] == 5 and info["regions"]["params"]["n_segments"] == 40
@@ -113,8 +129,21 @@ def test_per_channel_and_a_stochastic_segmenter_seeded_by_seed(photos, tmp_path,
 @pytest.mark.skipif("lime" not in METHODS, reason="lime is not registered yet")
 def test_regions_feed_a_method_that_uses_them(photos, tmp_path, capsys):
     out = tmp_path / "out"
-    code = cli.main(["explain", str(photos["cat"]), *MODEL, "--method", "lime", "--regions", "grid:size=32",
-                     "--param", "n_samples=16", "--out", str(out)])
+    code = cli.main(
+        [
+            "explain",
+            str(photos["cat"]),
+            *MODEL,
+            "--method",
+            "lime",
+            "--regions",
+            "grid:size=32",
+            "--param",
+            "n_samples=16",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     a = np.load(out / "chelsea" / "lime.npy")
     assert np.ptp(_blocks(a, 32), axis=(1, 3)).max() == 0  # one weight per 32×32 block
@@ -126,8 +155,9 @@ def test_regions_feed_a_method_that_uses_them(photos, tmp_path, capsys):
 @pytest.mark.skipif("swag" not in METHODS, reason="swag is not registered yet")
 def test_a_method_with_its_own_regions_gets_boundaries(photos, tmp_path, capsys):
     out = tmp_path / "out"
-    code = cli.main(["explain", str(photos["cat"]), *MODEL, "--method", "swag", "--param", "n_segments=50",
-                     "--out", str(out)])
+    code = cli.main(
+        ["explain", str(photos["cat"]), *MODEL, "--method", "swag", "--param", "n_segments=50", "--out", str(out)]
+    )
     assert code == 0, capsys.readouterr().err
     info = json.loads((out / "chelsea" / "explanation.json").read_text())
     assert info["regions"] is None  # no --regions: SWAG made its own
@@ -172,8 +202,18 @@ def test_region_overlay_draws_thin_white_boundaries():
         (["--channels", "per_channel"], r"--channels only applies with --regions"),
         (["--regions", "grid", "--channels", "sideways"], r"--channels"),
     ],
-    ids=["empty-params", "no-name", "no-value", "empty-item", "unknown", "typo", "unknown-param", "bad-value",
-         "channels-alone", "bad-channels"],
+    ids=[
+        "empty-params",
+        "no-name",
+        "no-value",
+        "empty-item",
+        "unknown",
+        "typo",
+        "unknown-param",
+        "bad-value",
+        "channels-alone",
+        "bad-channels",
+    ],
 )
 def test_bad_regions_exit_2_with_one_line(args, pattern, photos, tmp_path, capsys):
     argv = ["explain", str(photos["cat"]), *MODEL, "--method", "saliency", "--out", str(tmp_path / "o"), *args]
@@ -203,14 +243,27 @@ def test_parse_regions():
     assert cli.parse_regions("grid", seed=3) == ("grid", {})  # grid takes no seed
     if "slic" in _segmenters():
         assert cli.parse_regions("slic:n_segments=100,compactness=20,enforce_connectivity=false") == (
-            "slic", {"n_segments": 100, "compactness": 20, "enforce_connectivity": False})
+            "slic",
+            {"n_segments": 100, "compactness": 20, "enforce_connectivity": False},
+        )
 
 
 # ---------------------------------------------------------------------------------------------- segment
 def test_segment_grid_writes_labels_overlay_and_json(photos, tmp_path, capsys):
     out = tmp_path / "seg"
-    code = cli.main(["segment", str(photos["cat"]), str(photos["coffee"]), "--segmenter", "grid",
-                     "--param", "size=32", "--out", str(out)])
+    code = cli.main(
+        [
+            "segment",
+            str(photos["cat"]),
+            str(photos["coffee"]),
+            "--segmenter",
+            "grid",
+            "--param",
+            "size=32",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     rows, cols = np.mgrid[0:224, 0:224]
     expected = (rows // 32) * 7 + cols // 32
@@ -235,14 +288,33 @@ def test_segment_slic_matches_skimage_and_no_crop_keeps_the_photo(photos, tmp_pa
     from skimage.segmentation import slic
 
     out = tmp_path / "seg"
-    code = cli.main(["segment", str(photos["cat"]), "--segmenter", "slic", "--param", "n_segments=50",
-                     "--param", "backend=skimage", "--out", str(out)])
+    code = cli.main(
+        [
+            "segment",
+            str(photos["cat"]),
+            "--segmenter",
+            "slic",
+            "--param",
+            "n_segments=50",
+            "--param",
+            "backend=skimage",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     lab = np.load(out / "chelsea" / "slic.npy")
     assert lab.dtype == np.int64 and lab.shape == (224, 224)
     crop = cli.get_model("efficientnet_lite0", None, "cpu").crop(np.asarray(Image.open(photos["cat"])))
-    ref = slic(crop.astype(np.float64) / 255.0, n_segments=50, compactness=10.0, sigma=0, max_num_iter=10,
-               start_label=0, enforce_connectivity=True)
+    ref = slic(
+        crop.astype(np.float64) / 255.0,
+        n_segments=50,
+        compactness=10.0,
+        sigma=0,
+        max_num_iter=10,
+        start_label=0,
+        enforce_connectivity=True,
+    )
     # the same partition (ids may be numbered differently): every (ours, ref) pair of ids is one-to-one
     pairs = np.unique(np.stack([lab.ravel(), ref.ravel()]), axis=1)
     assert pairs.shape[1] == len(np.unique(lab)) == len(np.unique(ref))
@@ -250,8 +322,22 @@ def test_segment_slic_matches_skimage_and_no_crop_keeps_the_photo(photos, tmp_pa
     assert info["num_segments"] == len(np.unique(lab)) == lab.max() + 1
 
     full = tmp_path / "full"
-    assert cli.main(["segment", str(photos["coffee"]), "--segmenter", "slic", "--no-crop", "--fill", "colors",
-                     "--out", str(full)]) == 0
+    assert (
+        cli.main(
+            [
+                "segment",
+                str(photos["coffee"]),
+                "--segmenter",
+                "slic",
+                "--no-crop",
+                "--fill",
+                "colors",
+                "--out",
+                str(full),
+            ]
+        )
+        == 0
+    )
     lab = np.load(full / "coffee" / "slic.npy")
     assert lab.shape == (400, 600) and lab.dtype == np.int64
     assert np.asarray(Image.open(full / "coffee" / "slic.png")).shape == (400, 600, 3)  # large: not enlarged
@@ -261,8 +347,18 @@ def test_segment_slic_matches_skimage_and_no_crop_keeps_the_photo(photos, tmp_pa
 
 def test_segment_bad_file_among_good_ones(photos, tmp_path, capsys):
     out = tmp_path / "seg"
-    code = cli.main(["segment", str(photos["cat"]), str(photos["empty"]), str(tmp_path / "missing.png"),
-                     "--segmenter", "grid,random", "--out", str(out)])
+    code = cli.main(
+        [
+            "segment",
+            str(photos["cat"]),
+            str(photos["empty"]),
+            str(tmp_path / "missing.png"),
+            "--segmenter",
+            "grid,random",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     bad = [ln for ln in err.splitlines() if ln.startswith("spixel: error:")]
@@ -295,8 +391,24 @@ def test_segment_random_is_seeded(photos, tmp_path, capsys):
     runs = []
     for i, seed in enumerate((4, 4, 5)):
         out = tmp_path / f"r{i}"
-        assert cli.main(["segment", str(photos["cat"]), "--segmenter", "random", "--param", "n_segments=8",
-                         "--seed", str(seed), "--no-crop", "--out", str(out)]) == 0
+        assert (
+            cli.main(
+                [
+                    "segment",
+                    str(photos["cat"]),
+                    "--segmenter",
+                    "random",
+                    "--param",
+                    "n_segments=8",
+                    "--seed",
+                    str(seed),
+                    "--no-crop",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         runs.append(np.load(out / "chelsea" / "random.npy"))
         assert json.loads((out / "chelsea" / "random.json").read_text())["params"]["seed"] == seed
     np.testing.assert_array_equal(runs[0], runs[1])

@@ -50,7 +50,7 @@ def test_lite0_top1(lite0, photos: list[D.Sample]) -> None:
 
 def test_boxes_map_into_the_crop(lite0, photos: list[D.Sample]) -> None:
     for s in photos:
-        (x0, y0, x1, y1), = lite0.map_boxes([s.box], s.image.shape)
+        ((x0, y0, x1, y1),) = lite0.map_boxes([s.box], s.image.shape)
         assert 0 <= x0 < x1 <= 224 and 0 <= y0 < y1 <= 224, (s.name, (x0, y0, x1, y1))
 
 
@@ -91,8 +91,12 @@ def test_flower_box_is_tight() -> None:
     inside = np.zeros(orange.shape, bool)
     inside[y0:y1, x0:x1] = True
     assert orange[:365][inside[:365]].sum() >= 0.98 * orange[:365].sum()
-    for band in (orange[y0:y1, x0 : x0 + 3], orange[y0:y1, x1 - 3 : x1], orange[y0 : y0 + 3, x0:x1],
-                 orange[y1 - 3 : y1, x0:x1]):
+    for band in (
+        orange[y0:y1, x0 : x0 + 3],
+        orange[y0:y1, x1 - 3 : x1],
+        orange[y0 : y0 + 3, x0:x1],
+        orange[y1 - 3 : y1, x0:x1],
+    ):
         assert band.any()
 
 

@@ -71,8 +71,16 @@ def test_integrated_gradients_equals_captum(resnet18, rx, rule):
     close(ours.attribution, ref.sum(1), rtol=1e-4, atol_frac=1e-4)
     # a non-zero, non-constant baseline; Captum with an internal batch size of its own (3 steps × 2 images)
     base = 0.3 * torch.randn(rx.shape, generator=torch.Generator().manual_seed(7)) - 0.2
-    ours = spixel.explain(resnet18, rx, "integrated_gradients", torch.tensor(TARGETS), n_steps=n_steps,
-                          rule=rule, baseline=base, batch_size=64)
+    ours = spixel.explain(
+        resnet18,
+        rx,
+        "integrated_gradients",
+        torch.tensor(TARGETS),
+        n_steps=n_steps,
+        rule=rule,
+        baseline=base,
+        batch_size=64,
+    )
     ref = ig.attribute(rx, baselines=base, target=TARGETS, n_steps=n_steps, method=rule, internal_batch_size=6)
     close(ours.raw, ref)
 
@@ -105,8 +113,9 @@ def test_integrated_gradients_mean_rule_matches_formula(resnet18, rx):
             (g,) = torch.autograd.grad(model(xi)[0, y], xi)
             acc[n] += g[0]
     ref = (rx - base) * acc / m
-    ours = spixel.explain(resnet18, rx, "integrated_gradients", TARGETS, n_steps=m, rule="mean",
-                          baseline=0.25, batch_size=4)
+    ours = spixel.explain(
+        resnet18, rx, "integrated_gradients", TARGETS, n_steps=m, rule="mean", baseline=0.25, batch_size=4
+    )
     close(ours.raw, ref)
 
 
@@ -132,8 +141,9 @@ def _noisy_inputs(x: torch.Tensor, n: int, spread: float, seed: int) -> list[tor
 @pytest.mark.parametrize("squared", [False, True])
 def test_smoothgrad_equals_mean_captum_saliency(resnet18, rx, squared):
     n, spread, seed = 5, 0.2, 123
-    e = spixel.explain(resnet18, rx, "smoothgrad", TARGETS, seed=seed, n_samples=n, stdev_spread=spread,
-                       squared=squared, batch_size=3)
+    e = spixel.explain(
+        resnet18, rx, "smoothgrad", TARGETS, seed=seed, n_samples=n, stdev_spread=spread, squared=squared, batch_size=3
+    )
     sal = Saliency(resnet18.module)
     grads = [sal.attribute(xn, target=TARGETS, abs=False) for xn in _noisy_inputs(rx, n, spread, seed)]
     ref = torch.stack([g * g if squared else g for g in grads]).mean(0)
@@ -196,8 +206,18 @@ def test_sparsify_matches_sort_reference():
 def test_sparsified_smoothgrad_matches_reference(tiny, tiny_x):
     n, spread, tau, flat, seed = 6, 0.1, 0.1, 0.01, 9
     targets = [2, 0, 7]
-    e = spixel.explain(tiny, tiny_x, "sparsified_smoothgrad", targets, seed=seed, n_samples=n,
-                       stdev_spread=spread, tau=tau, flatten=flat, batch_size=4)
+    e = spixel.explain(
+        tiny,
+        tiny_x,
+        "sparsified_smoothgrad",
+        targets,
+        seed=seed,
+        n_samples=n,
+        stdev_spread=spread,
+        tau=tau,
+        flatten=flat,
+        batch_size=4,
+    )
     acc = np.zeros(tiny_x.shape, dtype=np.float64)
     for xn in _noisy_inputs(tiny_x, n, spread, seed):
         xn = xn.clone().requires_grad_(True)

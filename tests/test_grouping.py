@@ -27,8 +27,16 @@ CHEAP: dict[str, dict[str, Any]] = {
     "smoothgrad": {"n_samples": 4},
     "sparsified_smoothgrad": {"n_samples": 4},
 }
-GROUPABLE = ["saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "sparsified_smoothgrad",
-             "guided_backprop", "deconvolution", "gradcam"]
+GROUPABLE = [
+    "saliency",
+    "input_x_gradient",
+    "integrated_gradients",
+    "smoothgrad",
+    "sparsified_smoothgrad",
+    "guided_backprop",
+    "deconvolution",
+    "gradcam",
+]
 REGIONS = [("grid", {"size": 4}), ("random", {"n_segments": 20, "seed": 3}), ("slic", {"n_segments": 30})]
 
 
@@ -115,8 +123,15 @@ def test_grouped_methods_against_loop(tiny, tiny_x, name):
 def test_grouped_ig_keeps_completeness(tiny, tiny_x):
     base = run(tiny, tiny_x, "integrated_gradients", n_steps=8)
     for channels in ("joint", "per_channel"):
-        e = run(tiny, tiny_x, "integrated_gradients", n_steps=8, regions="grid", region_params={"size": 5},
-                channels=channels)
+        e = run(
+            tiny,
+            tiny_x,
+            "integrated_gradients",
+            n_steps=8,
+            regions="grid",
+            region_params={"size": 5},
+            channels=channels,
+        )
         torch.testing.assert_close(e.raw.sum((1, 2, 3)), base.raw.sum((1, 2, 3)), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(e.attribution.sum((1, 2)), base.attribution.sum((1, 2)), rtol=1e-5, atol=1e-5)
 
@@ -212,8 +227,7 @@ def test_sparsified_smoothgrad_groups_each_noisy_gradient(tiny, tiny_x, channels
     n, spread, tau, flat, seed = 5, 0.1, 0.1, 0.01, 21
     seg = segment(tiny.to_rgb01(tiny_x), "grid", size=4)
     kw = dict(n_samples=n, stdev_spread=spread, tau=tau, flatten=flat, batch_size=4)
-    e = spixel.explain(tiny, tiny_x, "sparsified_smoothgrad", TARGETS, seed=seed, regions=seg, channels=channels,
-                       **kw)
+    e = spixel.explain(tiny, tiny_x, "sparsified_smoothgrad", TARGETS, seed=seed, regions=seg, channels=channels, **kw)
     eps = draw_noise(tiny_x, n, torch.Generator().manual_seed(seed))
     sigma = noise_sigma(tiny_x, spread)
     acc = torch.zeros(tiny_x.shape, dtype=torch.float64)
@@ -230,8 +244,17 @@ def test_sparsified_smoothgrad_groups_each_noisy_gradient(tiny, tiny_x, channels
     assert e.meta["params"]["group_first"] is True and e.meta["params"]["group_channels"] == channels
 
     # group after: P_G of the ungrouped map — a different result
-    after = spixel.explain(tiny, tiny_x, "sparsified_smoothgrad", TARGETS, seed=seed, regions=seg, channels=channels,
-                           group_first=False, **kw)
+    after = spixel.explain(
+        tiny,
+        tiny_x,
+        "sparsified_smoothgrad",
+        TARGETS,
+        seed=seed,
+        regions=seg,
+        channels=channels,
+        group_first=False,
+        **kw,
+    )
     plain = spixel.explain(tiny, tiny_x, "sparsified_smoothgrad", TARGETS, seed=seed, **kw)
     torch.testing.assert_close(after.raw, _ref_group(plain.raw, seg.labels, channels).float(), rtol=1e-5, atol=1e-6)
     assert not torch.allclose(after.attribution, e.attribution, rtol=1e-2, atol=1e-3)

@@ -25,14 +25,14 @@ def snapshot(module: nn.Module) -> dict:
     """Everything the explainers promise to leave alone."""
     return {
         "modules": [(n, id(m)) for n, m in module.named_modules()],
-        "params": {
-            n: (p.detach().clone(), p.requires_grad, p.data_ptr()) for n, p in module.named_parameters()
-        },
+        "params": {n: (p.detach().clone(), p.requires_grad, p.data_ptr()) for n, p in module.named_parameters()},
         "buffers": {n: b.detach().clone() for n, b in module.named_buffers()},
         "training": [m.training for m in module.modules()],
         "inplace": [getattr(m, "inplace", None) for m in module.modules()],
         "hooks": [
-            len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks)
+            len(m._forward_hooks)
+            + len(m._backward_hooks)
+            + len(m._forward_pre_hooks)
             + len(getattr(m, "_backward_pre_hooks", {}))
             for m in module.modules()
         ],
@@ -54,9 +54,7 @@ def assert_same(a: dict, b: dict) -> None:
 
 
 # --------------------------------------------------------------------------------------- ReLU: Captum
-@pytest.mark.parametrize(
-    "ours, name", [(guided_backprop, "GuidedBackprop"), (deconvolution, "Deconvolution")]
-)
+@pytest.mark.parametrize("ours, name", [(guided_backprop, "GuidedBackprop"), (deconvolution, "Deconvolution")])
 def test_equals_captum_on_resnet18(resnet18, ours, name):
     import captum.attr
 
@@ -161,8 +159,9 @@ def test_lite0_relu6_matches_reference(lite0, lite0_x, ours, guided):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            cap = captum.attr.GuidedBackprop(lite0.module).attribute(lite0_x.clone().requires_grad_(True),
-                                                                     target=target)
+            cap = captum.attr.GuidedBackprop(lite0.module).attribute(
+                lite0_x.clone().requires_grad_(True), target=target
+            )
         torch.testing.assert_close(cap, s, rtol=1e-4, atol=1e-6 * s.abs().max())
 
 

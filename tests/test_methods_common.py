@@ -97,8 +97,9 @@ def test_shapes_values_and_meta(tiny, tiny_x, name):
     assert m["target"] == TARGETS
     assert m["label"] == [f"c{t}" for t in TARGETS]
     probs = tiny.predict(tiny_x)[torch.arange(3), torch.tensor(TARGETS)]
-    assert all(math.isclose(p, float(q), rel_tol=1e-4, abs_tol=1e-6) for p, q in zip(m["probability"], probs,
-                                                                                      strict=True))
+    assert all(
+        math.isclose(p, float(q), rel_tol=1e-4, abs_tol=1e-6) for p, q in zip(m["probability"], probs, strict=True)
+    )
     assert isinstance(m["seconds"], float) and m["seconds"] >= 0
     if stochastic(name):
         assert m["seed"] == 0
@@ -166,10 +167,20 @@ def test_seeding(tiny, tiny_x, name):
 
 
 # ---------------------------------------------------------------------------------------------- model untouched
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-               "_state_dict_hooks", "_load_state_dict_pre_hooks")
-_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
-                 "_global_backward_pre_hooks")
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_pre_hooks",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_state_dict_hooks",
+    "_load_state_dict_pre_hooks",
+)
+_GLOBAL_HOOKS = (
+    "_global_forward_hooks",
+    "_global_forward_pre_hooks",
+    "_global_backward_hooks",
+    "_global_backward_pre_hooks",
+)
 
 
 def _snapshot(module: nn.Module) -> dict[str, Any]:

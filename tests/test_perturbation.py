@@ -78,15 +78,22 @@ def test_lime_equals_lime_package_on_the_same_samples(tiny, fill, hide_color):
     z = np.random.RandomState(3).randint(0, 2, n_samples * k).reshape(n_samples, k)
     z[0] = 1
     ex = LimeImageExplainer(random_state=3).explain_instance(
-        rgb[0].permute(1, 2, 0).double().numpy(), lime_classifier(model), labels=(t,), top_labels=None,
-        hide_color=hide_color, num_samples=n_samples, batch_size=64,
-        segmentation_fn=lambda _img: seg.labels[0].numpy(), random_seed=0,
+        rgb[0].permute(1, 2, 0).double().numpy(),
+        lime_classifier(model),
+        labels=(t,),
+        top_labels=None,
+        hide_color=hide_color,
+        num_samples=n_samples,
+        batch_size=64,
+        segmentation_fn=lambda _img: seg.labels[0].numpy(),
+        random_seed=0,
     )
     theirs = np.zeros(k)
     for f, w in ex.local_exp[t]:
         theirs[f] = w
-    ours = spixel.explain(model, x, "lime", t, seed=0, regions=seg, samples=torch.from_numpy(z), fill=fill,
-                          batch_size=37)
+    ours = spixel.explain(
+        model, x, "lime", t, seed=0, regions=seg, samples=torch.from_numpy(z), fill=fill, batch_size=37
+    )
     coef = pool(ours.attribution, seg, "mean")[0, :k]
     assert float(np.abs(theirs).max()) > 1e-3, "the surrogate is degenerate: the test would prove little"
     close(coef, torch.from_numpy(theirs))
@@ -126,9 +133,15 @@ def test_lime_top5_agrees_with_lime_package_independent_samples(lite0):
     k = int(seg.num_segments[0])
     assert k >= 8
     ex = LimeImageExplainer(random_state=2).explain_instance(
-        model.to_rgb01(x)[0].permute(1, 2, 0).double().numpy(), lime_classifier(model), labels=(t,),
-        top_labels=None, hide_color=None, num_samples=1000, batch_size=64,
-        segmentation_fn=lambda _img: seg.labels[0].numpy(), random_seed=0,
+        model.to_rgb01(x)[0].permute(1, 2, 0).double().numpy(),
+        lime_classifier(model),
+        labels=(t,),
+        top_labels=None,
+        hide_color=None,
+        num_samples=1000,
+        batch_size=64,
+        segmentation_fn=lambda _img: seg.labels[0].numpy(),
+        random_seed=0,
     )
     theirs = np.zeros(k)
     for f, w in ex.local_exp[t]:
@@ -186,8 +199,9 @@ def test_rise_equals_its_formula(tiny, grid_size, p1, fill):
     x = torch.randn(2, 3, 30, 32, generator=torch.Generator().manual_seed(2))
     targets = [1, 6]
     n_masks, seed = 23, 5
-    e = spixel.explain(model, x, "rise", targets, seed=seed, n_masks=n_masks, grid_size=grid_size, p1=p1,
-                       fill=fill, batch_size=7)
+    e = spixel.explain(
+        model, x, "rise", targets, seed=seed, n_masks=n_masks, grid_size=grid_size, p1=p1, fill=fill, batch_size=7
+    )
     # the same generator sequence, written out mask by mask
     gen = torch.Generator().manual_seed(seed)
     h, w = x.shape[-2:]
@@ -199,8 +213,12 @@ def test_rise_equals_its_formula(tiny, grid_size, p1, fill):
     for i, t in enumerate(targets):
         sal = torch.zeros(h, w, dtype=torch.float64)
         for m in range(n_masks):
-            up = F.interpolate(grid[m][None, None].float(), size=((grid_size + 1) * ch, (grid_size + 1) * cw),
-                               mode="bilinear", align_corners=False)[0, 0]
+            up = F.interpolate(
+                grid[m][None, None].float(),
+                size=((grid_size + 1) * ch, (grid_size + 1) * cw),
+                mode="bilinear",
+                align_corners=False,
+            )[0, 0]
             mask = up[int(sh[m]) : int(sh[m]) + h, int(sw[m]) : int(sw[m]) + w]
             xm = base + mask * (x[i] - base)
             with torch.no_grad():
@@ -256,11 +274,18 @@ def test_occlusion_equals_captum(tiny, tiny_x, window, stride, fill, output):
     if fill == "tensor":
         fill = torch.randn(tiny_x.shape, generator=torch.Generator().manual_seed(4))
     fwd = model.module if output == "logit" else (lambda z: model.module(z).softmax(-1))
-    ref = Occlusion(fwd).attribute(tiny_x, sliding_window_shapes=(3, window, window), strides=(3, stride, stride),
-                                   baselines=fill, target=targets, perturbations_per_eval=16)
+    ref = Occlusion(fwd).attribute(
+        tiny_x,
+        sliding_window_shapes=(3, window, window),
+        strides=(3, stride, stride),
+        baselines=fill,
+        target=targets,
+        perturbations_per_eval=16,
+    )
     assert torch.allclose(ref[:, 0], ref[:, 2])
-    e = spixel.explain(model, tiny_x, "occlusion", targets, window=window, stride=stride, fill=fill, output=output,
-                       batch_size=13)
+    e = spixel.explain(
+        model, tiny_x, "occlusion", targets, window=window, stride=stride, fill=fill, output=output, batch_size=13
+    )
     close(e.attribution, ref[:, 0], rtol=1e-4, atol_frac=1e-4)
     assert e.segmentation is None
 
@@ -292,9 +317,14 @@ def test_region_occlusion_by_hand(tiny, tiny_x, fill):
 
 
 def test_occlusion_parameter_errors(tiny, tiny_x):
-    for kw, match in [({"window": 40}, "window"), ({"window": 4, "stride": 5}, "stride"), ({"output": "x"}, "output"),
-                      ({"fill": "mean"}, "mean"), ({"fill": "purple"}, "fill"), ({"region_params": {"size": 4}},
-                                                                                 "region_params")]:
+    for kw, match in [
+        ({"window": 40}, "window"),
+        ({"window": 4, "stride": 5}, "stride"),
+        ({"output": "x"}, "output"),
+        ({"fill": "mean"}, "mean"),
+        ({"fill": "purple"}, "fill"),
+        ({"region_params": {"size": 4}}, "region_params"),
+    ]:
         with pytest.raises(BadParameterError, match=match):
             spixel.explain(tiny, tiny_x, "occlusion", 0, **kw)
 
@@ -387,8 +417,7 @@ def test_perturbed_scores_fills_each_forward_with_several_images():
     rec = Recorder()
     model = spixel.ModelAdapter(rec)
     x = torch.randn(3, 3, 8, 8)
-    spixel.explain(model, x, "lime", 0, seed=0, n_samples=10, regions="grid", region_params={"size": 4},
-                   batch_size=8)
+    spixel.explain(model, x, "lime", 0, seed=0, n_samples=10, regions="grid", region_params={"size": 4}, batch_size=8)
     sizes = [int(b.shape[0]) for b in rec.seen[1:]]
     assert sizes == [8, 8, 8, 6]  # 30 perturbed images in chunks of 8, mixing images
 
@@ -423,8 +452,7 @@ def test_degenerate_single_region_and_black_image(tiny, name):
 
 
 def test_lime_records_segmentation_and_meta(tiny, tiny_x):
-    e = spixel.explain(tiny, tiny_x, "lime", [0, 1, 2], seed=4, n_samples=8, regions="grid",
-                       region_params={"size": 8})
+    e = spixel.explain(tiny, tiny_x, "lime", [0, 1, 2], seed=4, n_samples=8, regions="grid", region_params={"size": 8})
     assert e.segmentation is not None and e.segmentation.num_segments.tolist() == [16, 16, 16]
     assert e.meta["params"]["regions"] == "grid" and e.meta["params"]["region_params"] == {"size": 8}
     assert len(e.meta["score"]) == 3 and len(e.meta["intercept"]) == 3

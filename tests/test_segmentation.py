@@ -262,8 +262,15 @@ def test_guided_slic_equals_brute_force_slic_step(variant: str, seed: int) -> No
     rgb32 = x[0].permute(1, 2, 0).double().numpy()  # the float32 round trip of the public path
     feats32, m32, _ = slic_features(rgb32, g, variant, wc, wg)
     sk32 = sk_slic(feats32, compactness=m32, channel_axis=axis, start_label=0, **common)
-    seg = segment(x, "guided_slic", gradient=torch.from_numpy(g), variant=variant, n_segments=k, max_num_iter=2,
-                  enforce_connectivity=False)
+    seg = segment(
+        x,
+        "guided_slic",
+        gradient=torch.from_numpy(g),
+        variant=variant,
+        n_segments=k,
+        max_num_iter=2,
+        enforce_connectivity=False,
+    )
     assert torch.equal(seg.labels[0], torch.from_numpy(np.unique(sk32, return_inverse=True)[1].reshape(32, 32)))
 
 

@@ -124,8 +124,9 @@ def test_render_map_png(gray_photo):
     a = _blobs()
     png = render_map(gray_photo, a, title="t")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")),
-                                  overlay(gray_photo, a, title="t"))
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(io.BytesIO(png)).convert("RGB")), overlay(gray_photo, a, title="t")
+    )
 
 
 def test_no_pyplot_figures_leak(gray_photo):
@@ -150,12 +151,22 @@ def test_draw_boxes(gray_photo):
 
 
 def test_gallery_page(tmp_path):
-    cols = [GalleryColumn("saliency", "saliency", "gradient <magnitude>", "gradient", "note"),
-            GalleryColumn("gradcam", "Grad-CAM", "coarse", "cam")]
-    rows = [GalleryRow("cat <script>", GalleryTile("cat/photo.png"), ["predicted: tabby (62%)"], True,
-                       {"saliency": GalleryTile("cat/saliency.png", "0.1 s")})]
-    page = write_gallery(tmp_path / "g" / "index.html", title="T & co", intro=["hello"], columns=cols, rows=rows,
-                         notes=["read me"])
+    cols = [
+        GalleryColumn("saliency", "saliency", "gradient <magnitude>", "gradient", "note"),
+        GalleryColumn("gradcam", "Grad-CAM", "coarse", "cam"),
+    ]
+    rows = [
+        GalleryRow(
+            "cat <script>",
+            GalleryTile("cat/photo.png"),
+            ["predicted: tabby (62%)"],
+            True,
+            {"saliency": GalleryTile("cat/saliency.png", "0.1 s")},
+        )
+    ]
+    page = write_gallery(
+        tmp_path / "g" / "index.html", title="T & co", intro=["hello"], columns=cols, rows=rows, notes=["read me"]
+    )
     text = page.read_text()
     assert "<script>" not in text and "cat &lt;script&gt;" in text and "T &amp; co" in text
     assert re.findall(r'src="([^"]+)"', text) == ["cat/photo.png", "cat/saliency.png"]

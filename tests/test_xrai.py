@@ -45,8 +45,13 @@ def as_x(model: spixel.ModelAdapter, rgb: np.ndarray) -> torch.Tensor:
 
 
 def pair_params(algorithm: str, area_threshold: float = 1.0, min_pixel_diff: int = 50, steps: int = 100):
-    p = pair_xrai.XRAIParameters(steps=steps, area_threshold=area_threshold, algorithm=algorithm,
-                                 return_xrai_segments=True, return_ig_attributions=True)
+    p = pair_xrai.XRAIParameters(
+        steps=steps,
+        area_threshold=area_threshold,
+        algorithm=algorithm,
+        return_xrai_segments=True,
+        return_ig_attributions=True,
+    )
     p.experimental_params["min_pixel_diff"] = min_pixel_diff
     return p
 
@@ -116,10 +121,22 @@ def test_xrai_equals_pair_given_segments_and_attribution(tiny, algorithm, area_t
     segs = pair_xrai._get_segments_felzenszwalb(rgb) if kind == "felzenszwalb" else _random_masks(rng, 64, 64, 40)
     base = rng.standard_normal((64, 64, 3)).astype(np.float32)  # PAIR reduces channels by max, so do we
     out = pair_xrai.XRAI().GetMaskWithDetails(
-        rgb, None, segments=segs, base_attribution=base,
-        extra_parameters=pair_params(algorithm, area_threshold, min_pixel_diff))
-    e = spixel.explain(tiny, x, "xrai", segments=segs, base_attribution=torch.from_numpy(base).permute(2, 0, 1)[None],
-                       algorithm=algorithm, area_threshold=area_threshold, min_pixel_diff=min_pixel_diff)
+        rgb,
+        None,
+        segments=segs,
+        base_attribution=base,
+        extra_parameters=pair_params(algorithm, area_threshold, min_pixel_diff),
+    )
+    e = spixel.explain(
+        tiny,
+        x,
+        "xrai",
+        segments=segs,
+        base_attribution=torch.from_numpy(base).permute(2, 0, 1)[None],
+        algorithm=algorithm,
+        area_threshold=area_threshold,
+        min_pixel_diff=min_pixel_diff,
+    )
     close(e.attribution[0], out.attribution_mask)
     # the ranked regions: PAIR's flattened segments are 1-based ranks
     assert np.array_equal(e.segmentation.labels[0].numpy() + 1, out.segments)
@@ -146,19 +163,29 @@ def test_partition_with_min_pixel_diff_1_is_the_region_mean(tiny, algorithm):
     rng = np.random.default_rng(0)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     base = torch.from_numpy(rng.standard_normal((2, 32, 32))).float()
-    seg = Segmentation.from_labels(torch.from_numpy(rng.integers(0, 4, (2, 4, 4))).repeat_interleave(8, 1)
-                                   .repeat_interleave(8, 2))
+    seg = Segmentation.from_labels(
+        torch.from_numpy(rng.integers(0, 4, (2, 4, 4))).repeat_interleave(8, 1).repeat_interleave(8, 2)
+    )
     e = spixel.explain(tiny, x, "xrai", base_attribution=base, regions=seg, min_pixel_diff=1, algorithm=algorithm)
     close(e.attribution, group(base, seg, "mean"))
     # ranks follow the region means, highest first
     for i in range(2):
         labs = e.segmentation.labels[i].flatten()
-        means = torch.zeros(int(labs.max()) + 1).scatter_reduce(0, labs, e.attribution[i].flatten(), "mean",
-                                                                 include_self=False)
+        means = torch.zeros(int(labs.max()) + 1).scatter_reduce(
+            0, labs, e.attribution[i].flatten(), "mean", include_self=False
+        )
         assert torch.all(means[:-1] >= means[1:])
     # a segmenter name with parameters works the same way
-    g = spixel.explain(tiny, x, "xrai", base_attribution=base, regions="grid", region_params={"size": 8},
-                       min_pixel_diff=1, algorithm=algorithm)
+    g = spixel.explain(
+        tiny,
+        x,
+        "xrai",
+        base_attribution=base,
+        regions="grid",
+        region_params={"size": 8},
+        min_pixel_diff=1,
+        algorithm=algorithm,
+    )
     grid = segment(tiny.to_rgb01(x), "grid", size=8)
     close(g.attribution, group(base, grid, "mean"))
     assert g.meta["params"]["segments"] == "regions:grid"
@@ -171,8 +198,10 @@ def test_ig_base_equals_pair_integrated_gradients(tiny):
     target, steps = 4, 12
     xv = hwc(x)
     ig = IntegratedGradients()
-    ref = [ig.GetMask(xv, pair_cmf(tiny, target), x_baseline=np.full_like(xv, v), x_steps=steps, batch_size=5)
-           for v in (xv.min(), xv.max())]
+    ref = [
+        ig.GetMask(xv, pair_cmf(tiny, target), x_baseline=np.full_like(xv, v), x_steps=steps, batch_size=5)
+        for v in (xv.min(), xv.max())
+    ]
     ours = X.ig_min_max(tiny, x, torch.tensor([target]), n_steps=steps, batch_size=7)
     close(ours[0], np.mean(ref, axis=0).max(axis=-1), rtol=1e-4, atol_frac=1e-5)
 
@@ -185,8 +214,12 @@ def test_xrai_with_ig_equals_pair_end_to_end(tiny, algorithm):
     target, steps = 2, 10
     segs = pair_xrai._get_segments_felzenszwalb(rgb, dilation_rad=3)
     out = pair_xrai.XRAI().GetMaskWithDetails(
-        hwc(x), pair_cmf(tiny, target), segments=segs, batch_size=4,
-        extra_parameters=pair_params(algorithm, steps=steps))
+        hwc(x),
+        pair_cmf(tiny, target),
+        segments=segs,
+        batch_size=4,
+        extra_parameters=pair_params(algorithm, steps=steps),
+    )
     e = spixel.explain(tiny, x, "xrai", target, segments=[segs], n_steps=steps, algorithm=algorithm)
     close(e.attribution[0], out.attribution_mask, rtol=1e-4, atol_frac=1e-5)
     assert np.array_equal(e.segmentation.labels[0].numpy() + 1, out.segments)

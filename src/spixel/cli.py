@@ -195,87 +195,155 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"spixel {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    e = sub.add_parser("explain", help="explain a model's decisions on images",
-                       description="Write an overlay PNG, the map (.npy) and explanation.json per image.")
+    e = sub.add_parser(
+        "explain",
+        help="explain a model's decisions on images",
+        description="Write an overlay PNG, the map (.npy) and explanation.json per image.",
+    )
     e.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
     e.add_argument("--model", required=True, help="model name (spixel list models)")
     e.add_argument("--weights", default=None, help="local weights file (state_dict) for the model")
     e.add_argument("--method", required=True, help="method name(s), comma-separated (spixel list methods)")
-    e.add_argument("--target", default=None,
-                   help="class to explain: an index or an exact label name (default: the predicted class)")
-    e.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="method parameter, repeatable (e.g. n_steps=20, squared=true)")
+    e.add_argument(
+        "--target",
+        default=None,
+        help="class to explain: an index or an exact label name (default: the predicted class)",
+    )
+    e.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method parameter, repeatable (e.g. n_steps=20, squared=true)",
+    )
     e.add_argument("--out", default="spixel_out", help="output folder (default: spixel_out)")
     e.add_argument("--seed", type=_seed, default=0, help="seed of the stochastic methods (default: 0)")
     e.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     e.add_argument("--batch-size", type=_positive_int, default=8, help="images per batch (default: 8)")
-    e.add_argument("--regions", default=None, metavar="NAME[:KEY=VALUE,...]",
-                   help="group the maps over regions of a segmenter (spixel list segmenters), "
-                        "e.g. slic:n_segments=100,compactness=20 or quickshift:max_dist=3")
-    e.add_argument("--channels", default=None, choices=["joint", "per_channel"],
-                   help="with --regions: pool a region over all channels together (joint, default) or each "
-                        "channel separately (per_channel)")
+    e.add_argument(
+        "--regions",
+        default=None,
+        metavar="NAME[:KEY=VALUE,...]",
+        help="group the maps over regions of a segmenter (spixel list segmenters), "
+        "e.g. slic:n_segments=100,compactness=20 or quickshift:max_dist=3",
+    )
+    e.add_argument(
+        "--channels",
+        default=None,
+        choices=["joint", "per_channel"],
+        help="with --regions: pool a region over all channels together (joint, default) or each "
+        "channel separately (per_channel)",
+    )
 
-    ev = sub.add_parser("evaluate", help="score the explanations of images with metrics (deletion, insertion, ...)",
-                        description="Explain each image with each method, score every (method, metric) and write "
-                                    "scores.csv, summary.json and the averaged curves (curves_<metric>.png).")
-    ev.add_argument("images", nargs="+", metavar="IMAGE",
-                    help="image files, folders of images, or bundled photos as sample:NAME (they carry a box)")
+    ev = sub.add_parser(
+        "evaluate",
+        help="score the explanations of images with metrics (deletion, insertion, ...)",
+        description="Explain each image with each method, score every (method, metric) and write "
+        "scores.csv, summary.json and the averaged curves (curves_<metric>.png).",
+    )
+    ev.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="image files, folders of images, or bundled photos as sample:NAME (they carry a box)",
+    )
     ev.add_argument("--model", required=True, help="model name (spixel list models)")
     ev.add_argument("--weights", default=None, help="local weights file (state_dict) for the model")
     ev.add_argument("--method", required=True, help="method name(s), comma-separated (spixel list methods)")
     ev.add_argument("--metric", required=True, help="metric name(s), comma-separated (spixel list metrics)")
-    ev.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                    help="method parameter, repeatable (e.g. n_steps=20)")
-    ev.add_argument("--metric-param", action="append", default=[], metavar="KEY=VALUE",
-                    help="metric parameter, repeatable; goes to every listed metric that accepts it "
-                         "(e.g. n_steps=16, substrate=blur, tolerance=0)")
-    ev.add_argument("--target", default=None,
-                    help="class to explain and score: an index or an exact label (default: the predicted class)")
-    ev.add_argument("--box", default=None, metavar="X0,Y0,X1,Y1",
-                    help="ground-truth box of the single IMAGE in its original pixels (exclusive ends), for the "
-                         "localisation metrics; sample:NAME photos carry their own")
+    ev.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method parameter, repeatable (e.g. n_steps=20)",
+    )
+    ev.add_argument(
+        "--metric-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="metric parameter, repeatable; goes to every listed metric that accepts it "
+        "(e.g. n_steps=16, substrate=blur, tolerance=0)",
+    )
+    ev.add_argument(
+        "--target",
+        default=None,
+        help="class to explain and score: an index or an exact label (default: the predicted class)",
+    )
+    ev.add_argument(
+        "--box",
+        default=None,
+        metavar="X0,Y0,X1,Y1",
+        help="ground-truth box of the single IMAGE in its original pixels (exclusive ends), for the "
+        "localisation metrics; sample:NAME photos carry their own",
+    )
     ev.add_argument("--out", default="spixel_eval", help="output folder (default: spixel_eval)")
-    ev.add_argument("--seed", type=_seed, default=0,
-                    help="seed of the stochastic methods and metrics (default: 0)")
+    ev.add_argument("--seed", type=_seed, default=0, help="seed of the stochastic methods and metrics (default: 0)")
     ev.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ev.add_argument("--batch-size", type=_positive_int, default=8, help="images per batch (default: 8)")
-    ev.add_argument("--regions", default=None, metavar="NAME[:KEY=VALUE,...]",
-                    help="explain over the regions of a segmenter (as in explain); the fidelity metrics then "
-                         "perturb in region order")
-    ev.add_argument("--channels", default=None, choices=["joint", "per_channel"],
-                    help="with --regions: how grouped methods pool their channels (default: joint)")
+    ev.add_argument(
+        "--regions",
+        default=None,
+        metavar="NAME[:KEY=VALUE,...]",
+        help="explain over the regions of a segmenter (as in explain); the fidelity metrics then "
+        "perturb in region order",
+    )
+    ev.add_argument(
+        "--channels",
+        default=None,
+        choices=["joint", "per_channel"],
+        help="with --regions: how grouped methods pool their channels (default: joint)",
+    )
 
-    sg = sub.add_parser("segment", help="split images into regions (superpixels) and draw them",
-                        description="Write a boundary overlay PNG, the labels (.npy, int64) and a JSON per image "
-                                    "and segmenter.")
+    sg = sub.add_parser(
+        "segment",
+        help="split images into regions (superpixels) and draw them",
+        description="Write a boundary overlay PNG, the labels (.npy, int64) and a JSON per image and segmenter.",
+    )
     sg.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
-    sg.add_argument("--segmenter", required=True,
-                    help="segmenter name(s), comma-separated (spixel list segmenters)")
-    sg.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                    help="segmenter parameter, repeatable (e.g. n_segments=200, compactness=20)")
+    sg.add_argument("--segmenter", required=True, help="segmenter name(s), comma-separated (spixel list segmenters)")
+    sg.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="segmenter parameter, repeatable (e.g. n_segments=200, compactness=20)",
+    )
     crop = sg.add_mutually_exclusive_group()
-    crop.add_argument("--model", default=None,
-                      help="crop each image as this model's preprocessing does (default: efficientnet_lite0)")
+    crop.add_argument(
+        "--model", default=None, help="crop each image as this model's preprocessing does (default: efficientnet_lite0)"
+    )
     crop.add_argument("--no-crop", action="store_true", help="segment the full photo instead of the model's crop")
     sg.add_argument("--weights", default=None, help="local weights file, for a --model that needs one")
-    sg.add_argument("--fill", default="none", choices=["none", "colors", "mean"],
-                    help="paint the regions under the boundaries: none (the photo, default), colors (a distinct "
-                         "colour each) or mean (each region's mean colour)")
+    sg.add_argument(
+        "--fill",
+        default="none",
+        choices=["none", "colors", "mean"],
+        help="paint the regions under the boundaries: none (the photo, default), colors (a distinct "
+        "colour each) or mean (each region's mean colour)",
+    )
     sg.add_argument("--out", default="spixel_out", help="output folder (default: spixel_out)")
     sg.add_argument("--seed", type=_seed, default=0, help="seed of stochastic segmenters (default: 0)")
     sg.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     sg.add_argument("--batch-size", type=_positive_int, default=8, help="images per batch (default: 8)")
 
     ls = sub.add_parser("list", help="list the registered methods, models, segmenters and metrics")
-    ls.add_argument("what", nargs="?", choices=["methods", "models", "segmenters", "metrics"],
-                    help="only methods, models, segmenters or metrics")
+    ls.add_argument(
+        "what",
+        nargs="?",
+        choices=["methods", "models", "segmenters", "metrics"],
+        help="only methods, models, segmenters or metrics",
+    )
 
     d = sub.add_parser("demo", help="explain the bundled photos and write an HTML gallery")
     d.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     d.add_argument("--model", default="efficientnet_lite0", help="model name (default: efficientnet_lite0)")
-    d.add_argument("--methods", default=None,
-                   help=f"comma-separated methods (default: the registered ones of {','.join(DEMO_METHODS)})")
+    d.add_argument(
+        "--methods",
+        default=None,
+        help=f"comma-separated methods (default: the registered ones of {','.join(DEMO_METHODS)})",
+    )
     d.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     d.add_argument("--batch-size", type=_positive_int, default=4, help="photos per batch (default: 4)")
     return p
@@ -513,8 +581,9 @@ def load_item(it: _Item) -> tuple[Any, tuple[int, int, int, int] | None]:
     if it.sample not in sample_names():
         close = difflib.get_close_matches(it.sample, sample_names(), n=1)
         hint = f" Did you mean {SAMPLE_PREFIX}{close[0]}?" if close else ""
-        raise BadImageError(f"{SAMPLE_PREFIX}{it.sample}: no such bundled photo.{hint} "
-                            f"Choose one of: {', '.join(sample_names())}")
+        raise BadImageError(
+            f"{SAMPLE_PREFIX}{it.sample}: no such bundled photo.{hint} Choose one of: {', '.join(sample_names())}"
+        )
     smp = sample(it.sample)
     return smp.image, tuple(int(v) for v in smp.box)  # type: ignore[return-value]
 
@@ -529,9 +598,16 @@ def _err(msg: str) -> None:
     tqdm.write(f"spixel: error: {msg}", file=sys.stderr)
 
 
-def run_methods(model: Any, x: Any, entries: Sequence[Any], per: dict[str, dict[str, Any]], target: Any,
-                seed: int, regions: Any = None, channels: dict[str, str] | None = None
-                ) -> dict[str, tuple[Any, float]]:
+def run_methods(
+    model: Any,
+    x: Any,
+    entries: Sequence[Any],
+    per: dict[str, dict[str, Any]],
+    target: Any,
+    seed: int,
+    regions: Any = None,
+    channels: dict[str, str] | None = None,
+) -> dict[str, tuple[Any, float]]:
     """Every method on the batch ``x``: ``{name: (Explanation, wall seconds for the batch)}``. ``regions`` (a
     ``Segmentation`` of the batch) goes to every method; ``channels`` to the methods named in it (the grouped
     ones, see :func:`region_roles`)."""
@@ -587,8 +663,12 @@ def batch_classes(model: Any, x: Any, results: dict[str, tuple[Any, float]], tar
     probs = model.predict(x).cpu()
     pred = probs.argmax(1)
     t = resolve_targets(target, x.shape[0], probs.shape[1], predicted=pred)
-    return {"predicted": pred.tolist(), "predicted_probability": probs.max(1).values.tolist(),
-            "target": t.tolist(), "probability": probs.gather(1, t.view(-1, 1)).view(-1).tolist()}
+    return {
+        "predicted": pred.tolist(),
+        "predicted_probability": probs.max(1).values.tolist(),
+        "target": t.tolist(),
+        "probability": probs.gather(1, t.view(-1, 1)).view(-1).tolist(),
+    }
 
 
 #: Overlays with region boundaries are drawn this many times larger, their boundaries one output pixel wide.
@@ -671,8 +751,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
             results = run_methods(model, x, entries, per, target, args.seed, seg, channels)
             rgb01 = model.to_rgb01(x).permute(0, 2, 3, 1).float().cpu().numpy()
             meta = batch_classes(model, x, results, target)
-            region_labels = {name: ex.segmentation.labels.cpu().numpy() for name, (ex, _) in results.items()
-                             if ex.segmentation is not None}
+            region_labels = {
+                name: ex.segmentation.labels.cpu().numpy()
+                for name, (ex, _) in results.items()
+                if ex.segmentation is not None
+            }
             for i, (it, rgb) in enumerate(good):
                 d = out / it.name
                 info: dict[str, Any] = {
@@ -686,8 +769,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
                     "predicted": _class_info(model, meta["predicted"][i], meta["predicted_probability"][i]),
                     "explained": _class_info(model, meta["target"][i], meta["probability"][i]),
                     "target_given": args.target,
-                    "regions": None if seg is None else {
-                        **seg_info, "num_segments": int(seg.num_segments[i]), "seconds": seg_info["seconds"] / len(good)
+                    "regions": None
+                    if seg is None
+                    else {
+                        **seg_info,
+                        "num_segments": int(seg.num_segments[i]),
+                        "seconds": seg_info["seconds"] / len(good),
                     },
                     "methods": {},
                 }
@@ -700,9 +787,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
                     if k_i is not None:
                         src = seg_info["segmenter"] if seg is not None else ex.segmentation.meta.get("segmenter")
                         title += f"\n{k_i} regions" + (f" ({src})" if src else "")
-                    save_png(d / f"{name}.png", region_overlay(rgb01[i], amap, title,
-                                                               region_labels[name][i] if name in region_labels
-                                                               else None))
+                    save_png(
+                        d / f"{name}.png",
+                        region_overlay(
+                            rgb01[i], amap, title, region_labels[name][i] if name in region_labels else None
+                        ),
+                    )
                     info["methods"][name] = {
                         "params": ex.meta.get("params", {}),
                         "seed": ex.meta.get("seed"),
@@ -736,8 +826,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 #: Metrics whose score is an area under their curve (the legend of ``curves_<metric>.png`` says "AUC").
 AUC_METRICS = frozenset({"deletion", "insertion", "morf_auc", "lerf_auc"})
 #: y-axis of the curve plots where it is not the softmax probability of the explained class.
-CURVE_YLABELS = {"morf_auc": "target logit, scaled 1 → 0", "lerf_auc": "target logit, scaled 1 → 0",
-                 "insertion_blur": "top-1 correct (fraction of images)"}
+CURVE_YLABELS = {
+    "morf_auc": "target logit, scaled 1 → 0",
+    "lerf_auc": "target logit, scaled 1 → 0",
+    "insertion_blur": "top-1 correct (fraction of images)",
+}
 #: Metric parameters the command line cannot give (arrays): ground truth comes from ``sample:`` / ``--box``.
 _ARRAY_METRIC_PARAMS = frozenset({"masks", "boxes", "mask"})
 
@@ -804,8 +897,15 @@ def metric_params(
     return per
 
 
-def plot_curves(path: Path, metric: str, xs: Any, curves: dict[str, Any], scores: dict[str, float],
-                higher_is_better: bool, n_images: int) -> None:
+def plot_curves(
+    path: Path,
+    metric: str,
+    xs: Any,
+    curves: dict[str, Any],
+    scores: dict[str, float],
+    higher_is_better: bool,
+    n_images: int,
+) -> None:
     """One PNG: each method's curve averaged over the images, its mean AUC / score in the legend (Figure API)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -818,8 +918,9 @@ def plot_curves(path: Path, metric: str, xs: Any, curves: dict[str, Any], scores
         ax.plot(xs, c, lw=1.6, label=f"{name} ({what} {scores[name]:.3f})")
     ax.set_xlabel("fraction of pixels inserted" if metric.startswith("insertion") else "fraction of pixels removed")
     ax.set_ylabel(CURVE_YLABELS.get(metric, "probability of the explained class"))
-    ax.set_title(f"{metric} ({'higher' if higher_is_better else 'lower'} is better), mean of {n_images} image(s)",
-                 fontsize=10)
+    ax.set_title(
+        f"{metric} ({'higher' if higher_is_better else 'lower'} is better), mean of {n_images} image(s)", fontsize=10
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
@@ -927,7 +1028,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             for i, (it, _, _) in enumerate(good):
                 for name in names:
                     row: dict[str, Any] = {
-                        "image": it.source, "method": name,
+                        "image": it.source,
+                        "method": name,
                         "predicted": int(meta["predicted"][i]),
                         "predicted_label": model.label(int(meta["predicted"][i])),
                         "explained": int(meta["target"][i]),
@@ -953,29 +1055,43 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for me in mentries:
             if me.name in curve_sum:
                 mean_curves = {m: c / curve_n[me.name] for m, c in curve_sum[me.name].items()}
-                plot_curves(out / f"curves_{me.name}.png", me.name, curve_x[me.name], mean_curves,
-                            {m: means[m][me.name] for m in names}, bool(me.info["higher_is_better"]),
-                            curve_n[me.name])
-        save_json(out / "summary.json", {
-            "spixel_version": __version__,
-            "model": model.name,
-            "weights": args.weights,
-            "device": device,
-            "images": len(rows) // len(names),
-            "target_given": args.target,
-            "seed": args.seed,
-            "regions": None if regions is None else {"segmenter": regions[0], "params": regions[1]},
-            "methods": {e.name: per[e.name] for e in entries},
-            "metrics": {
-                me.name: {"higher_is_better": bool(me.info["higher_is_better"]), "category": me.info["category"],
-                          "reference": me.info["reference"],
-                          "params": {**me.info.get("params", {}),
-                                     **{k: v for k, v in mper[me.name].items() if k not in _ARRAY_METRIC_PARAMS}},
-                          "curves": f"curves_{me.name}.png" if me.name in curve_sum else None}
-                for me in mentries
+                plot_curves(
+                    out / f"curves_{me.name}.png",
+                    me.name,
+                    curve_x[me.name],
+                    mean_curves,
+                    {m: means[m][me.name] for m in names},
+                    bool(me.info["higher_is_better"]),
+                    curve_n[me.name],
+                )
+        save_json(
+            out / "summary.json",
+            {
+                "spixel_version": __version__,
+                "model": model.name,
+                "weights": args.weights,
+                "device": device,
+                "images": len(rows) // len(names),
+                "target_given": args.target,
+                "seed": args.seed,
+                "regions": None if regions is None else {"segmenter": regions[0], "params": regions[1]},
+                "methods": {e.name: per[e.name] for e in entries},
+                "metrics": {
+                    me.name: {
+                        "higher_is_better": bool(me.info["higher_is_better"]),
+                        "category": me.info["category"],
+                        "reference": me.info["reference"],
+                        "params": {
+                            **me.info.get("params", {}),
+                            **{k: v for k, v in mper[me.name].items() if k not in _ARRAY_METRIC_PARAMS},
+                        },
+                        "curves": f"curves_{me.name}.png" if me.name in curve_sum else None,
+                    }
+                    for me in mentries
+                },
+                "mean": means,
             },
-            "mean": means,
-        })
+        )
         heads = [f"{me.name} {'↑' if me.info['higher_is_better'] else '↓'}" for me in mentries]
         wm = max(len("method"), *(len(m) for m in names))
         widths = [max(len(h), 8) for h in heads]
@@ -983,8 +1099,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for m in names:
             cells = [_fmt_score(means[m][me.name]) for me in mentries]
             print(f"{m:<{wm}}  " + "  ".join(f"{c:>{wd}}" for c, wd in zip(cells, widths, strict=True)))
-        print(f"spixel: scored {len(rows) // len(names)} image(s) × {len(names)} method(s) × {len(mentries)} "
-              f"metric(s); wrote {out}/scores.csv and summary.json")
+        print(
+            f"spixel: scored {len(rows) // len(names)} image(s) × {len(names)} method(s) × {len(mentries)} "
+            f"metric(s); wrote {out}/scores.csv and summary.json"
+        )
     if n_bad:
         if len(items) > 1:
             _err(f"{n_bad} of {len(items)} image(s) could not be read; the others were scored")
@@ -1013,8 +1131,15 @@ def cmd_list(args: argparse.Namespace) -> int:
             if e.info.get("stochastic"):
                 ps = (ps + "  [stochastic]").strip()
             head = f"  {e.name:<23} {e.info.get('family', ''):<13} "
-            lines.extend(textwrap.wrap(ps or "-", width=width, initial_indent=head, subsequent_indent=" " * len(head),
-                                       break_on_hyphens=False))
+            lines.extend(
+                textwrap.wrap(
+                    ps or "-",
+                    width=width,
+                    initial_indent=head,
+                    subsequent_indent=" " * len(head),
+                    break_on_hyphens=False,
+                )
+            )
             desc = method_summary(e)
             lines.extend(textwrap.wrap(desc, width=width, initial_indent=" " * 6, subsequent_indent=" " * 6))
         lines.append("")
@@ -1026,19 +1151,31 @@ def cmd_list(args: argparse.Namespace) -> int:
             lines.append(f"  {e.name:<23} {e.info.get('family', ''):<19} {size!s:<7} {e.info.get('weights', '')}")
         lines.append("")
     if args.what in (None, "segmenters"):
-        lines.append("SEGMENTERS  (spixel segment --segmenter NAME --param KEY=VALUE; "
-                     "spixel explain --regions NAME:KEY=VALUE,...; [stochastic]: seeded by --seed)")
+        lines.append(
+            "SEGMENTERS  (spixel segment --segmenter NAME --param KEY=VALUE; "
+            "spixel explain --regions NAME:KEY=VALUE,...; [stochastic]: seeded by --seed)"
+        )
         lines.append(f"  {'name':<23} {'backend':<13} default parameters")
         for e in _segmenters():
-            ps = " ".join(f"{k}={_fmt_default(v)}" for k, v in e.info.get("params", {}).items()
-                          if k != "seed" and k not in e.info.get("needs", ()))
+            ps = " ".join(
+                f"{k}={_fmt_default(v)}"
+                for k, v in e.info.get("params", {}).items()
+                if k != "seed" and k not in e.info.get("needs", ())
+            )
             if "seed" in e.info.get("params", {}):
                 ps = (ps + "  [stochastic]").strip()
             if e.info.get("needs"):
                 ps = (ps + f"  [needs: {', '.join(e.info['needs'])}; used by methods, not the CLI]").strip()
             head = f"  {e.name:<23} {e.info.get('backend', ''):<13} "
-            lines.extend(textwrap.wrap(ps or "-", width=width, initial_indent=head, subsequent_indent=" " * len(head),
-                                       break_on_hyphens=False))
+            lines.extend(
+                textwrap.wrap(
+                    ps or "-",
+                    width=width,
+                    initial_indent=head,
+                    subsequent_indent=" " * len(head),
+                    break_on_hyphens=False,
+                )
+            )
             desc = method_summary(e)
             lines.extend(textwrap.wrap(desc, width=width, initial_indent=" " * 6, subsequent_indent=" " * 6))
         lines.append("")
@@ -1046,8 +1183,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         from . import metrics  # noqa: F401  (registration)
         from .registry import METRICS
 
-        lines.append("METRICS  (spixel evaluate --metric NAME; spixel.evaluate(model, x, explanation, NAME) or "
-                     "spixel.metrics.NAME; ↑ higher is better, ↓ lower is better; [python only]: not in the CLI)")
+        lines.append(
+            "METRICS  (spixel evaluate --metric NAME; spixel.evaluate(model, x, explanation, NAME) or "
+            "spixel.metrics.NAME; ↑ higher is better, ↓ lower is better; [python only]: not in the CLI)"
+        )
         lines.append(f"  {'name':<27} {'category':<13} reference")
         for e in METRICS:
             arrow = "↑" if e.info.get("higher_is_better") else "↓"
@@ -1055,8 +1194,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             ref = str(e.info.get("reference", "")) or "-"
             if not e.info.get("scores_explanation"):
                 ref = "[python only] " + ref
-            lines.extend(textwrap.wrap(ref, width=width, initial_indent=head,
-                                       subsequent_indent=" " * len(head)))
+            lines.extend(textwrap.wrap(ref, width=width, initial_indent=head, subsequent_indent=" " * len(head)))
         lines.append("")
     print("\n".join(lines).rstrip())
     return 0
@@ -1135,23 +1273,27 @@ def cmd_segment(args: argparse.Namespace) -> int:
                     np.save(d / f"{e.name}.npy", labels[b], allow_pickle=False)
                     scale = SEGMENT_PICTURE_SCALE if max(im.shape[:2]) <= SEGMENT_ENLARGE_BELOW else 1.0
                     save_png(d / f"{e.name}.png", draw_regions(im, labels[b], fill=args.fill, scale=scale))
-                    save_json(d / f"{e.name}.json", {
-                        "spixel_version": __version__,
-                        "image": it.source,
-                        "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],
-                        "crop": None if model is None else {"model": model.name, "input_size": model.input_size,
-                                                            "resize": model.resize},
-                        "size": [int(im.shape[1]), int(im.shape[0])],
-                        "segmenter": e.name,
-                        "backend": e.info.get("backend"),
-                        "params": seg.meta.get("params", per[e.name]),
-                        "num_segments": int(seg.num_segments[b]),
-                        "seconds": secs,
-                        "device": device,
-                        "overlay": f"{e.name}.png",
-                        "overlay_scale": scale,
-                        "labels": f"{e.name}.npy",
-                    })
+                    save_json(
+                        d / f"{e.name}.json",
+                        {
+                            "spixel_version": __version__,
+                            "image": it.source,
+                            "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],
+                            "crop": None
+                            if model is None
+                            else {"model": model.name, "input_size": model.input_size, "resize": model.resize},
+                            "size": [int(im.shape[1]), int(im.shape[0])],
+                            "segmenter": e.name,
+                            "backend": e.info.get("backend"),
+                            "params": seg.meta.get("params", per[e.name]),
+                            "num_segments": int(seg.num_segments[b]),
+                            "seconds": secs,
+                            "device": device,
+                            "overlay": f"{e.name}.png",
+                            "overlay_scale": scale,
+                            "labels": f"{e.name}.npy",
+                        },
+                    )
         n_done += len(good)
         bar.update(len(chunk))
     bar.close()
@@ -1206,8 +1348,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     default = ",".join(n for n in DEMO_METHODS if n in METHODS)
     entries = parse_methods(args.methods or default)
-    per = {e.name: {k: v for k, v in DEMO_PARAMS.get(e.name, {}).items() if k in e.info.get("params", {})}
-           for e in entries}
+    per = {
+        e.name: {k: v for k, v in DEMO_PARAMS.get(e.name, {}).items() if k in e.info.get("params", {})} for e in entries
+    }
     device = resolve_device(args.device)
     out = _prepare_out(args.out)
     samples = _load_samples()
@@ -1237,24 +1380,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 amap = ex.attribution[i].detach().float().cpu().numpy()
                 save_png(d / f"{name}.png", overlay(rgb01[i], amap, title=None))
                 secs[name] = t / len(chunk)
-                tiles[name] = GalleryTile(f"{smp.name}/{name}.png", caption=f"{secs[name]:.2f} s per image",
-                                          alt=f"{name} map for {smp.name}")
-            rows.append(GalleryRow(
-                title=smp.name.replace("_", " "),
-                photo=GalleryTile(f"{smp.name}/photo.png", alt=f"{smp.name} photo"),
-                lines=[f"predicted: {model.label(k)} ({p:.0%})", f"annotated: {expected}",
-                       f"source: {getattr(smp, 'source', '')}"],
-                correct=(k in classes) if classes else None,
-                tiles=tiles,
-            ))
-            summary.append({"name": smp.name, "predicted": _class_info(model, k, p), "classes": classes,
-                            "seconds": secs})
+                tiles[name] = GalleryTile(
+                    f"{smp.name}/{name}.png", caption=f"{secs[name]:.2f} s per image", alt=f"{name} map for {smp.name}"
+                )
+            rows.append(
+                GalleryRow(
+                    title=smp.name.replace("_", " "),
+                    photo=GalleryTile(f"{smp.name}/photo.png", alt=f"{smp.name} photo"),
+                    lines=[
+                        f"predicted: {model.label(k)} ({p:.0%})",
+                        f"annotated: {expected}",
+                        f"source: {getattr(smp, 'source', '')}",
+                    ],
+                    correct=(k in classes) if classes else None,
+                    tiles=tiles,
+                )
+            )
+            summary.append(
+                {"name": smp.name, "predicted": _class_info(model, k, p), "classes": classes, "seconds": secs}
+            )
         bar.update(len(chunk))
     bar.close()
     total = time.perf_counter() - t_start
 
-    columns = [GalleryColumn(e.name, e.name.replace("_", " "), method_blurb(e), e.info.get("family", ""),
-                             _demo_note(e, per[e.name])) for e in entries]
+    columns = [
+        GalleryColumn(
+            e.name, e.name.replace("_", " "), method_blurb(e), e.info.get("family", ""), _demo_note(e, per[e.name])
+        )
+        for e in entries
+    ]
     cheap = [c.note for c in columns if c.note]
     intro = [
         f"{len(samples)} bundled photos explained by {model.name} with {len(entries)} attribution methods. "
@@ -1273,11 +1427,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "does not wash out the rest. The numbers on the colour bars are in the method's own units; the time "
         "under each tile is seconds per image.",
     ]
-    page = write_gallery(out / "index.html", title="spixel demo: what is the model looking at?", intro=intro,
-                         columns=columns, rows=rows, notes=notes,
-                         footer=f"spixel {__version__} · model {model.name} · device {device}")
-    save_json(out / "demo.json", {"model": model.name, "device": device, "seconds": total,
-                                  "methods": {e.name: per[e.name] for e in entries}, "photos": summary})
+    page = write_gallery(
+        out / "index.html",
+        title="spixel demo: what is the model looking at?",
+        intro=intro,
+        columns=columns,
+        rows=rows,
+        notes=notes,
+        footer=f"spixel {__version__} · model {model.name} · device {device}",
+    )
+    save_json(
+        out / "demo.json",
+        {
+            "model": model.name,
+            "device": device,
+            "seconds": total,
+            "methods": {e.name: per[e.name] for e in entries},
+            "photos": summary,
+        },
+    )
     print(f"spixel: wrote {len(samples)} photo(s) × {len(entries)} method(s); open {page}")
     return 0
 
@@ -1291,8 +1459,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 0
-        commands = {"explain": cmd_explain, "evaluate": cmd_evaluate, "segment": cmd_segment, "list": cmd_list,
-                    "demo": cmd_demo}
+        commands = {
+            "explain": cmd_explain,
+            "evaluate": cmd_evaluate,
+            "segment": cmd_segment,
+            "list": cmd_list,
+            "demo": cmd_demo,
+        }
         return commands[args.command](args)
     except SpixelError as e:
         print(f"spixel: error: {_one_line(e)}", file=sys.stderr)

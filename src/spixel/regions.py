@@ -167,8 +167,9 @@ class Grouped:
     (SWAG: ``groupable=False``) are refused — pass them ``regions=`` directly (``spixel.explain`` does).
     """
 
-    def __init__(self, method: str, regions: Any, region_params: dict[str, Any] | None = None,
-                 channels: str = "joint") -> None:
+    def __init__(
+        self, method: str, regions: Any, region_params: dict[str, Any] | None = None, channels: str = "joint"
+    ) -> None:
         from .registry import METHODS
 
         entry = METHODS.get(method)
@@ -228,8 +229,9 @@ class Grouped:
             e = self._entry.fn(adapter, xb, target, segmentation=seg, group_channels=self.channels, **params)
             e = replace(e, segmentation=seg, meta=dict(e.meta))
         else:
-            e = group_explanation(self._entry.fn(adapter, xb, target, **params), seg, self.channels,
-                                  self._entry.info.get("reduce2d"))
+            e = group_explanation(
+                self._entry.fn(adapter, xb, target, **params), seg, self.channels, self._entry.info.get("reduce2d")
+            )
         # what the segmenter ran with, defaults included (segment() records them)
         rparams = seg.meta.get("params", self.region_params or getattr(self.regions, "params", {}))
         e.meta.update(

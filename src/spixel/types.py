@@ -195,7 +195,6 @@ class Segmentation:
             raise BadInputError(f"labels must be integer (N, H, W), got {lab.dtype} {tuple(lab.shape)}")
         return cls(relabel_contiguous(lab), dict(meta))
 
-
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 

@@ -75,9 +75,7 @@ def logits_and_targets(model: ModelAdapter, x: Tensor, target: TargetLike) -> tu
     return logits, t.to(x.device)
 
 
-def target_logit_grad(
-    module: nn.Module, x: Tensor, targets: Tensor, batch_size: int | None = None
-) -> Tensor:
+def target_logit_grad(module: nn.Module, x: Tensor, targets: Tensor, batch_size: int | None = None) -> Tensor:
     """``∂ f_{t_i}(x_i) / ∂ x_i`` for every row, in chunks of ``batch_size`` rows (memory bound)."""
     out = torch.empty_like(x)
     bs = x.shape[0] if batch_size is None else batch_size
@@ -200,9 +198,9 @@ def explainer(name: str, *, family: str, reduction: str, stochastic: bool = Fals
             with frozen(adapter.module):
                 return fn(adapter, xb, target, **params)
 
-        METHODS.register(
-            name, family=family, reduction=reduction, stochastic=stochastic, params=defaults, **info
-        )(wrapper)
+        METHODS.register(name, family=family, reduction=reduction, stochastic=stochastic, params=defaults, **info)(
+            wrapper
+        )
         return wrapper
 
     return deco

@@ -69,8 +69,7 @@ def default_cam_layer(module: nn.Module, x: Tensor) -> str:
     candidates = [n for n in order if calls[n] == 1]
     if not candidates:
         raise BadParameterError(
-            "found no layer with a (N, C, h, w) output to use for CAM; pass layer= a name from "
-            "model.named_modules()"
+            "found no layer with a (N, C, h, w) output to use for CAM; pass layer= a name from model.named_modules()"
         )
     return candidates[-1]
 
@@ -162,9 +161,7 @@ def layer_activations_and_grads(
     return logits, t, torch.cat(acts), torch.cat(grads)
 
 
-def layer_activations(
-    model: ModelAdapter, layer_name: str, layer: nn.Module, x: Tensor, batch_size: int
-) -> Tensor:
+def layer_activations(model: ModelAdapter, layer_name: str, layer: nn.Module, x: Tensor, batch_size: int) -> Tensor:
     """Layer output ``A`` ``(N, K, h, w)`` from no-grad forwards in chunks of ``batch_size``."""
     acts = []
     for s in range(0, x.shape[0], batch_size):

@@ -88,9 +88,7 @@ def saliency(model: ModelAdapter, x: Tensor, target: TargetLike = None, *, batch
 
 
 @explainer("input_x_gradient", family="gradient", reduction="signed sum over channels", reduce2d="sum")
-def input_x_gradient(
-    model: ModelAdapter, x: Tensor, target: TargetLike = None, *, batch_size: int = 16
-) -> Explanation:
+def input_x_gradient(model: ModelAdapter, x: Tensor, target: TargetLike = None, *, batch_size: int = 16) -> Explanation:
     """Input × Gradient (Shrikumar et al. 2016): ``raw = x ⊙ ∂f_t/∂x``, map = signed channel sum."""
     t0 = time.perf_counter()
     check_int("batch_size", batch_size)
@@ -164,8 +162,9 @@ def _eps(x: Tensor, gen: torch.Generator) -> Tensor:
     return torch.randn(x.shape[1:], generator=gen, dtype=torch.float32).to(device=x.device, dtype=x.dtype)
 
 
-def _noisy_grads(model: ModelAdapter, x: Tensor, t: Tensor, n_samples: int, sigma: Tensor, gen: torch.Generator,
-                 batch_size: int):
+def _noisy_grads(
+    model: ModelAdapter, x: Tensor, t: Tensor, n_samples: int, sigma: Tensor, gen: torch.Generator, batch_size: int
+):
     """Yield ``(sample indices, image indices, gradients)`` for chunks of the noisy copies ``x_i + σ_i ε_k``.
 
     Rows are (sample, image) pairs, sample-major; the ``ε_k`` of :func:`draw_noise` are drawn as the chunks
@@ -245,8 +244,13 @@ def sparsify(h: Tensor, tau: float, flatten: float, keep_ties: bool = False) -> 
     return out.view_as(h)
 
 
-@explainer("sparsified_smoothgrad", family="gradient", reduction="sum over channels of the non-negative map",
-           stochastic=True, reduce2d="sum")
+@explainer(
+    "sparsified_smoothgrad",
+    family="gradient",
+    reduction="sum over channels of the non-negative map",
+    stochastic=True,
+    reduce2d="sum",
+)
 def sparsified_smoothgrad(
     model: ModelAdapter,
     x: Tensor,
@@ -290,8 +294,10 @@ def sparsified_smoothgrad(
         if not isinstance(group_first, bool):
             raise BadParameterError(f"group_first must be True or False, got {group_first!r}")
         if len(segmentation) != x.shape[0] or segmentation.shape != tuple(x.shape[-2:]):
-            raise BadInputError(f"the segmentation has {len(segmentation)} images of {segmentation.shape}; the input "
-                                f"has {x.shape[0]} of {tuple(x.shape[-2:])}")
+            raise BadInputError(
+                f"the segmentation has {len(segmentation)} images of {segmentation.shape}; the input "
+                f"has {x.shape[0]} of {tuple(x.shape[-2:])}"
+            )
         segmentation = segmentation.to(x.device)
     per_sample = segmentation is not None and group_first
     gen, seed = make_generator(seed)

@@ -114,9 +114,7 @@ def _rectified_gradient(
 
 
 @explainer("guided_backprop", family="guided", reduction="max |·| over channels", reduce2d="maxabs")
-def guided_backprop(
-    model: ModelAdapter, x: Tensor, target: TargetLike = None, *, batch_size: int = 32
-) -> Explanation:
+def guided_backprop(model: ModelAdapter, x: Tensor, target: TargetLike = None, *, batch_size: int = 32) -> Explanation:
     """Guided Backpropagation (Springenberg et al. 2015; spec §2.1): gradient of the target logit where
     every ``nn.ReLU`` passes back ``relu(g)·1[x>0]`` and every ``nn.ReLU6`` ``relu(g)·1[0<x<6]`` (functional
     ReLUs are not intercepted). ``raw`` = that gradient ``(N, C, H, W)``; map = max over channels of |raw|.
@@ -125,9 +123,7 @@ def guided_backprop(
 
 
 @explainer("deconvolution", family="guided", reduction="max |·| over channels", reduce2d="maxabs")
-def deconvolution(
-    model: ModelAdapter, x: Tensor, target: TargetLike = None, *, batch_size: int = 32
-) -> Explanation:
+def deconvolution(model: ModelAdapter, x: Tensor, target: TargetLike = None, *, batch_size: int = 32) -> Explanation:
     """Deconvolution / DeconvNet (Zeiler & Fergus 2014; spec §2.1): gradient of the target logit where every
     ``nn.ReLU`` / ``nn.ReLU6`` passes back ``relu(g)``, ignoring the forward mask (functional ReLUs are not
     intercepted). ``raw`` = that signal ``(N, C, H, W)``; map = max over channels of |raw|.

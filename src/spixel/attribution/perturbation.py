@@ -318,7 +318,7 @@ def weighted_ridge(x: Tensor, y: Tensor, w: Tensor, alpha: float = 1.0) -> tuple
     xw = xc * w.unsqueeze(-1)
     a = xw.transpose(1, 2) @ xc
     a = a + alpha * torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
-    b = (xw.transpose(1, 2) @ yc.unsqueeze(-1))
+    b = xw.transpose(1, 2) @ yc.unsqueeze(-1)
     coef = torch.linalg.solve(a, b).squeeze(-1)
     intercept = ym.squeeze(1) - (xm.squeeze(1) * coef).sum(1)
     res = y - (x @ coef.unsqueeze(-1)).squeeze(-1) - intercept.unsqueeze(1)
@@ -384,14 +384,23 @@ def lime(
     def masks(i: Tensor, k: Tensor) -> Tensor:
         return region_masks(seg, zd[i, k], i)
 
-    y = perturbed_scores(model, x, fill_x, t, img, smp, masks, batch_size=batch_size, output=output,
-                         progress=progress, desc="lime").view(s_count, n).T
+    y = (
+        perturbed_scores(
+            model, x, fill_x, t, img, smp, masks, batch_size=batch_size, output=output, progress=progress, desc="lime"
+        )
+        .view(s_count, n)
+        .T
+    )
     weights = lime_kernel(zd, seg.num_segments.to(x.device), kernel_width)
     coef, intercept, r2 = weighted_ridge(zd, y, weights, alpha)
     attribution = paint(coef.float(), seg)
     params = collect_params(locals(), ["n_samples", "kernel_width", "alpha", "output", "batch_size"])
-    params.update(regions=_describe(regions), region_params=region_params, samples=_describe_samples(samples),
-                  fill=fill if not isinstance(fill, Tensor) else f"tensor{tuple(fill.shape)}")
+    params.update(
+        regions=_describe(regions),
+        region_params=region_params,
+        samples=_describe_samples(samples),
+        fill=fill if not isinstance(fill, Tensor) else f"tensor{tuple(fill.shape)}",
+    )
     e = finish(model, "lime", attribution, None, logits, t, params, seed, t0)
     return _with(e, seg, score=r2.tolist(), intercept=intercept.tolist(), seconds=time.perf_counter() - t0)
 
@@ -401,8 +410,9 @@ def _describe_samples(samples: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- RISE
-def rise_grids(n_masks: int, grid_size: int, p1: float, size: tuple[int, int], gen: torch.Generator
-               ) -> tuple[Tensor, Tensor, Tensor]:
+def rise_grids(
+    n_masks: int, grid_size: int, p1: float, size: tuple[int, int], gen: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
     """RISE's random draws, on the CPU in this order: ``grid = rand(S, s, s) < p1``, then the row shifts
     ``randint(0, cell_h, (S,))``, then the column shifts ``randint(0, cell_w, (S,))``, with
     ``cell = ceil(size / s)`` per axis (eclique/RISE ``generate_masks``)."""
@@ -482,8 +492,20 @@ def rise(
         sal.index_add_(0, i, scores.view(-1, 1, 1) * m.float())
 
     pairs = torch.arange(n * n_masks, device=x.device)
-    perturbed_scores(model, x, fill_x, t, pairs % n, pairs // n, masks, batch_size=batch_size, output=output,
-                     accumulate=accumulate, progress=progress, desc="rise")
+    perturbed_scores(
+        model,
+        x,
+        fill_x,
+        t,
+        pairs % n,
+        pairs // n,
+        masks,
+        batch_size=batch_size,
+        output=output,
+        accumulate=accumulate,
+        progress=progress,
+        desc="rise",
+    )
     sal /= n_masks * p1
     params = collect_params(locals(), ["n_masks", "grid_size", "p1", "output", "batch_size"])
     params["fill"] = fill if not isinstance(fill, Tensor) else f"tensor{tuple(fill.shape)}"
@@ -543,14 +565,28 @@ def occlusion(
         def region_keep(i: Tensor, k: Tensor) -> Tensor:
             return seg.labels[i] != k.view(-1, 1, 1)
 
-        y = perturbed_scores(model, x, fill_x, t, img, reg, region_keep, batch_size=batch_size, output=output,
-                             progress=progress, desc="occlusion")
+        y = perturbed_scores(
+            model,
+            x,
+            fill_x,
+            t,
+            img,
+            reg,
+            region_keep,
+            batch_size=batch_size,
+            output=output,
+            progress=progress,
+            desc="occlusion",
+        )
         drop = torch.zeros(n, k_max, dtype=torch.float32, device=dev)
         drop[img, reg] = f0[img] - y
         attribution = paint(drop, seg)
         params = collect_params(locals(), ["output", "batch_size"])
-        params.update(regions=_describe(regions), region_params=region_params,
-                      fill=fill if not isinstance(fill, Tensor) else f"tensor{tuple(fill.shape)}")
+        params.update(
+            regions=_describe(regions),
+            region_params=region_params,
+            fill=fill if not isinstance(fill, Tensor) else f"tensor{tuple(fill.shape)}",
+        )
         e = finish(model, "occlusion", attribution, None, logits, t, params, None, t0)
         return _with(e, seg, seconds=time.perf_counter() - t0)
 
@@ -578,8 +614,20 @@ def occlusion(
         attribution.index_add_(0, i, (f0[i] - scores).view(-1, 1, 1) * (~m).float())
 
     pairs = torch.arange(n * n_win, device=dev)
-    perturbed_scores(model, x, fill_x, t, pairs % n, pairs // n, keep, batch_size=batch_size, output=output,
-                     accumulate=accumulate, progress=progress, desc="occlusion")
+    perturbed_scores(
+        model,
+        x,
+        fill_x,
+        t,
+        pairs % n,
+        pairs // n,
+        keep,
+        batch_size=batch_size,
+        output=output,
+        accumulate=accumulate,
+        progress=progress,
+        desc="occlusion",
+    )
     attribution /= count
     params = collect_params(locals(), ["window", "stride", "output", "batch_size"])
     params.update(regions=None, fill=fill if not isinstance(fill, Tensor) else f"tensor{tuple(fill.shape)}")

@@ -175,8 +175,9 @@ def _as_base(base: Any, x: Tensor) -> Tensor:
     try:
         t = torch.as_tensor(np.asarray(base)) if not isinstance(base, Tensor) else base.detach()
     except (TypeError, ValueError, RuntimeError):
-        raise BadInputError(f"base_attribution must be a tensor, an array or an Explanation, got "
-                            f"{type(base).__name__}") from None
+        raise BadInputError(
+            f"base_attribution must be a tensor, an array or an Explanation, got {type(base).__name__}"
+        ) from None
     if not t.is_floating_point():
         t = t.double()
     shape0 = tuple(t.shape)
@@ -204,8 +205,15 @@ def ig_min_max(model: ModelAdapter, x: Tensor, targets: Tensor, n_steps: int = 1
     n = x.shape[0]
     flat = x.flatten(1)
     base = torch.cat([flat.amin(1), flat.amax(1)]).view(-1, 1, 1, 1)
-    e = integrated_gradients(model, torch.cat([x, x]), torch.cat([targets, targets]), baseline=base,
-                             n_steps=n_steps, rule="mean", batch_size=batch_size)
+    e = integrated_gradients(
+        model,
+        torch.cat([x, x]),
+        torch.cat([targets, targets]),
+        baseline=base,
+        n_steps=n_steps,
+        rule="mean",
+        batch_size=batch_size,
+    )
     raw = e.raw.view(2, n, *x.shape[1:])
     return ((raw[0] + raw[1]) / 2).amax(1)
 
@@ -405,8 +413,9 @@ def xrai(
             return user[lo:hi]
         if regions is not None:
             return [seg.masks(i).to(x.device) for i in range(lo, hi)]
-        return xrai_segments(rgb01[lo:hi], scales=scales, sigma=felzenszwalb_sigma, min_size=min_size,
-                             dilation_radius=dilation_radius)
+        return xrai_segments(
+            rgb01[lo:hi], scales=scales, sigma=felzenszwalb_sigma, min_size=min_size, dilation_radius=dilation_radius
+        )
 
     attr = given if given is not None else ig_min_max(model, x, t, n_steps, batch_size)
     # images are segmented and selected in chunks: the dense masks take M·H·W bytes per image
@@ -419,8 +428,20 @@ def xrai(
             acc.append(v)
         n_masks += [int(k.shape[0]) for k in masks]
         del masks
-    params = collect_params(locals(), ["n_steps", "algorithm", "area_threshold", "min_pixel_diff",
-                                       "dilation_radius", "scales", "felzenszwalb_sigma", "min_size", "batch_size"])
+    params = collect_params(
+        locals(),
+        [
+            "n_steps",
+            "algorithm",
+            "area_threshold",
+            "min_pixel_diff",
+            "dilation_radius",
+            "scales",
+            "felzenszwalb_sigma",
+            "min_size",
+            "batch_size",
+        ],
+    )
     params["scales"] = list(scales)
     params["segments"] = source
     if region_params:

@@ -95,9 +95,7 @@ class ModelAdapter:
         lname = self.layers.get(name_or_role, name_or_role)
         mods = dict(self.module.named_modules())
         if lname not in mods:
-            raise BadParameterError(
-                f"{self.name} has no layer {lname!r}; use a name from model.module.named_modules()"
-            )
+            raise BadParameterError(f"{self.name} has no layer {lname!r}; use a name from model.module.named_modules()")
         return mods[lname]
 
     # ------------------------------------------------------------------ geometry

@@ -81,9 +81,7 @@ def _torchvision(name: str, weights: str | os.PathLike[str] | None) -> ModelAdap
     import torchvision
 
     if weights is None:
-        raise SpixelError(
-            f"{name} needs a local weights file: --weights FILE (torchvision weights are not downloaded)"
-        )
+        raise SpixelError(f"{name} needs a local weights file: --weights FILE (torchvision weights are not downloaded)")
     module: nn.Module = getattr(torchvision.models, name)(weights=None)
     try:
         module.load_state_dict(_load_state_dict(weights))

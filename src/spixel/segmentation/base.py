@@ -58,8 +58,9 @@ def segmenter(name: str, *, backend: str, **info: Any) -> Callable[[SegmentFn], 
 def as_rgb01(images: Any) -> Tensor:
     """Validate images for a segmenter: float ``(N, 3, H, W)`` in [0, 1] (a ``(3, H, W)`` tensor, a uint8 HWC
     array or a list of them is converted)."""
-    if isinstance(images, np.ndarray) or (isinstance(images, (list, tuple)) and images and
-                                          isinstance(images[0], np.ndarray)):
+    if isinstance(images, np.ndarray) or (
+        isinstance(images, (list, tuple)) and images and isinstance(images[0], np.ndarray)
+    ):
         from ..io import check_image_array
 
         arrs = [images] if isinstance(images, np.ndarray) and images.ndim in (2, 3) else list(images)

@@ -144,9 +144,7 @@ def blend(
     if a.ndim == 3 and a.shape[0] == 1:
         a = a[0]
     if a.shape != photo.shape[:2]:
-        raise BadInputError(
-            f"overlay: the map has shape {a.shape} but the image is {photo.shape[:2]}; they must match"
-        )
+        raise BadInputError(f"overlay: the map has shape {a.shape} but the image is {photo.shape[:2]}; they must match")
     a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
     signed = is_signed(a) if signed is None else bool(signed)
     cmap = cmap or (DIVERGING_CMAP if signed else SEQUENTIAL_CMAP)
@@ -201,8 +199,15 @@ def overlay(
     adds a band above and the colour bar one below (the width stays ``W·scale + 8``).
     """
     labels = _is_labels(boundaries)
-    mixed, cs = blend(image, attribution, cmap=cmap, signed=signed, alpha=alpha,
-                      clip_percentile=clip_percentile, boundaries=None if labels else boundaries)
+    mixed, cs = blend(
+        image,
+        attribution,
+        cmap=cmap,
+        signed=signed,
+        alpha=alpha,
+        clip_percentile=clip_percentile,
+        boundaries=None if labels else boundaries,
+    )
     h, w = mixed.shape[:2]
     s = min(float(scale), max_side / max(h, w))
     size = (max(1, round(w * s)), max(1, round(h * s)))
@@ -220,8 +225,9 @@ def overlay(
     return _figure(mixed, cs, title, colorbar, 1.0 if labels else s, u=max(s, 1.0))
 
 
-def _figure(mixed: np.ndarray, cs: dict[str, Any], title: str | None, colorbar: bool, s: float,
-            u: float | None = None) -> np.ndarray:
+def _figure(
+    mixed: np.ndarray, cs: dict[str, Any], title: str | None, colorbar: bool, s: float, u: float | None = None
+) -> np.ndarray:
     """Lay out the blended image (shown ``s`` times its size), title and horizontal colour bar on an Agg canvas;
     ``u`` is the layout unit (text and bar sizes; default ``max(s, 1)``)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -244,8 +250,9 @@ def _figure(mixed: np.ndarray, cs: dict[str, Any], title: str | None, colorbar: 
     ax.imshow(mixed, interpolation="nearest" if s == 1.0 else "antialiased", aspect="auto")
     ax.set_axis_off()
     if title:
-        fig.text(0.5, 1.0 - (m + 1) / H, title, ha="center", va="top", fontsize=_FONT_PT,
-                 linespacing=1.15, color="#222222")
+        fig.text(
+            0.5, 1.0 - (m + 1) / H, title, ha="center", va="top", fontsize=_FONT_PT, linespacing=1.15, color="#222222"
+        )
     if colorbar:
         bh = _CBAR_H * u
         cax = fig.add_axes((m / W, (m + cb - _CBAR_GAP * u - bh) / H, iw / W, bh / H))
