@@ -1115,6 +1115,17 @@ def _fmt_default(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+def _entry_lines(entry: Any, kind: str, params: str, width: int) -> list[str]:
+    """``spixel list`` rows of one method or segmenter: name, kind and wrapped parameters, then its summary."""
+    import textwrap
+
+    head = f"  {entry.name:<23} {kind:<13} "
+    rows = textwrap.wrap(
+        params or "-", width=width, initial_indent=head, subsequent_indent=" " * len(head), break_on_hyphens=False
+    )
+    return rows + textwrap.wrap(method_summary(entry), width=width, initial_indent=" " * 6, subsequent_indent=" " * 6)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     import shutil
     import textwrap
@@ -1130,18 +1141,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             ps = " ".join(f"{k}={_fmt_default(v)}" for k, v in e.info.get("params", {}).items() if k != "seed")
             if e.info.get("stochastic"):
                 ps = (ps + "  [stochastic]").strip()
-            head = f"  {e.name:<23} {e.info.get('family', ''):<13} "
-            lines.extend(
-                textwrap.wrap(
-                    ps or "-",
-                    width=width,
-                    initial_indent=head,
-                    subsequent_indent=" " * len(head),
-                    break_on_hyphens=False,
-                )
-            )
-            desc = method_summary(e)
-            lines.extend(textwrap.wrap(desc, width=width, initial_indent=" " * 6, subsequent_indent=" " * 6))
+            lines.extend(_entry_lines(e, e.info.get("family", ""), ps, width))
         lines.append("")
     if args.what in (None, "models"):
         lines.append("MODELS  (spixel explain --model NAME [--weights FILE])")
@@ -1166,18 +1166,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 ps = (ps + "  [stochastic]").strip()
             if e.info.get("needs"):
                 ps = (ps + f"  [needs: {', '.join(e.info['needs'])}; used by methods, not the CLI]").strip()
-            head = f"  {e.name:<23} {e.info.get('backend', ''):<13} "
-            lines.extend(
-                textwrap.wrap(
-                    ps or "-",
-                    width=width,
-                    initial_indent=head,
-                    subsequent_indent=" " * len(head),
-                    break_on_hyphens=False,
-                )
-            )
-            desc = method_summary(e)
-            lines.extend(textwrap.wrap(desc, width=width, initial_indent=" " * 6, subsequent_indent=" " * 6))
+            lines.extend(_entry_lines(e, e.info.get("backend", ""), ps, width))
         lines.append("")
     if args.what in (None, "metrics"):
         from . import metrics  # noqa: F401  (registration)
