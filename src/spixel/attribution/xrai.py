@@ -195,7 +195,7 @@ def _as_base(base: Any, x: Tensor) -> Tensor:
     return t.to(device=x.device, dtype=torch.float64)
 
 
-def ig_min_max(model: ModelAdapter, x: Tensor, targets: Tensor, n_steps: int = 100, batch_size: int = 32) -> Tensor:
+def ig_min_max(model: ModelAdapter, x: Tensor, targets: Tensor, n_steps: int = 100, batch_size: int = 16) -> Tensor:
     """XRAI's base attribution ``(N, H, W)``: IG (``rule="mean"``) from the constant baselines ``min x_i`` and
     ``max x_i`` (per image, over all channels), averaged, then the max over channels (PAIR ``XRAI``).
 
@@ -357,7 +357,7 @@ def xrai(
     scales: Sequence[float] = FELZENSZWALB_SCALES,
     felzenszwalb_sigma: float = 0.8,
     min_size: int = 150,
-    batch_size: int = 32,
+    batch_size: int = 16,
 ) -> Explanation:
     """XRAI (Kapishnikov et al. 2019; PAIR saliency ``XRAI``, spec §6.3): region-ranked integrated gradients.
 
