@@ -32,10 +32,11 @@ import torch
 from torch import Tensor
 
 import spixel
+from _common import photos
+from _common import timed as _timed
 from spixel.attribution.gradients import noise_sigma
 from spixel.registry import METHODS
 
-PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry", "colorwheel", "hubble_deep_field")
 SHARED = (
     "saliency",
     "input_x_gradient",
@@ -47,29 +48,13 @@ SHARED = (
 )
 
 
-def photos(model: spixel.ModelAdapter, n: int) -> Tensor:
-    """``n`` real photos from ``skimage.data`` (cycled), preprocessed by the adapter."""
-    from skimage import data
-
-    return model.preprocess([getattr(data, PHOTOS[i % len(PHOTOS)])() for i in range(n)])
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 #: the clock of :func:`timed`: wall time, or this process's CPU time (``--clock cpu``; with ``--threads 1`` it
 #: measures the work itself, not the waiting, on a machine shared with other jobs)
 CLOCK: Callable[[], float] = time.perf_counter
 
 
 def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
-    sync(device)
-    t0 = CLOCK()
-    out = fn()
-    sync(device)
-    return CLOCK() - t0, out
+    return _timed(fn, device, CLOCK)
 
 
 def fwd_bwd_per_image(module: torch.nn.Module, x: Tensor, batch: int, repeats: int, warm_up: bool = True) -> float:

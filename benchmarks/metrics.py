@@ -36,9 +36,7 @@ import argparse
 import math
 import platform
 import statistics
-import time
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -46,22 +44,10 @@ import torch
 from torch import Tensor, nn
 
 import spixel
+from _common import timed
 from spixel.data import samples
 
 METHODS = ("saliency", "gradcam", "integrated_gradients")
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
-    sync(device)
-    t0 = time.perf_counter()
-    out = fn()
-    sync(device)
-    return time.perf_counter() - t0, out
 
 
 def forward_time(

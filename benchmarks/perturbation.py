@@ -34,6 +34,8 @@ import torch
 from torch import Tensor
 
 import spixel
+from _common import photos as _photos
+from _common import timed
 from spixel.attribution.perturbation import LIME_QUICKSHIFT, segmentation_of
 from spixel.regions import pool
 
@@ -41,22 +43,7 @@ PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry", "c
 
 
 def photos(model: spixel.ModelAdapter, n: int) -> Tensor:
-    from skimage import data
-
-    return model.preprocess([getattr(data, PHOTOS[i % len(PHOTOS)])() for i in range(n)])
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
-    sync(device)
-    t0 = time.perf_counter()
-    out = fn()
-    sync(device)
-    return time.perf_counter() - t0, out
+    return _photos(model, n, PHOTOS)
 
 
 @torch.no_grad()

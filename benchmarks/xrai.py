@@ -30,29 +30,9 @@ import torch
 from torch import Tensor
 
 import spixel
+from _common import photos, timed
 
 XR = importlib.import_module("spixel.attribution.xrai")  # the package attribute ``xrai`` is the function
-PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry", "colorwheel", "hubble_deep_field")
-
-
-def photos(model: spixel.ModelAdapter, n: int) -> Tensor:
-    """``n`` real photos from ``skimage.data`` (cycled), preprocessed by the adapter."""
-    from skimage import data
-
-    return model.preprocess([getattr(data, PHOTOS[i % len(PHOTOS)])() for i in range(n)])
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
-    sync(device)
-    t0 = time.perf_counter()
-    out = fn()
-    sync(device)
-    return time.perf_counter() - t0, out
 
 
 def fwd_bwd_per_image(module: torch.nn.Module, x: Tensor, batch: int, repeats: int) -> float:
