@@ -37,3 +37,13 @@ def timed(
     out = fn()
     sync(device)
     return clock() - t0, out
+
+
+def timed_cpu(fn: Callable[[], Any], device: torch.device) -> tuple[float, float, Any]:
+    """``(wall seconds, process CPU seconds, fn())``, with the device synchronised before and after. With one
+    thread (``torch.set_num_threads(1)``) the CPU time is the work done, whatever other jobs load the machine."""
+    sync(device)
+    w0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - w0, time.process_time() - c0, out

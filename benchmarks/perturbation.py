@@ -7,8 +7,11 @@ model behind ``classifier_fn``) and Captum ``Occlusion`` (same window, stride an
 ``perturbations_per_eval`` tuned). RISE has no installed peer (eclique/RISE is a notebook repository); it is
 compared with its forward-pass bound only. Peers and spixel alternate (the order flips every repeat); the
 median of ``--repeats`` runs is printed with the ratios and each method's forward lower bound: the number of
-forward passes it needs × the per-image forward time at the best batch size of ``--batch-sizes`` (fastest of
-5 timings of ≥ 64 images each).
+forward passes it needs (perturbed images + the clean one per image) × the per-image no-grad forward time at
+the best of ``--batch-sizes`` and spixel's batch size, on rows gathered from the photos as the engine gathers
+them (so in their memory format: channels-last from ``preprocess``; a ``.contiguous()`` NCHW copy ran Lite0
+~1.5× slower on the CPU and put the bound above the methods' times), re-measured between the repeats (each
+the fastest of 3 timings of ≥ 64 images; the median is used).
 
 ``--sweep`` times spixel's LIME at each of ``--batch-sizes`` (how ``perturbation.BATCH_SIZE`` was chosen).
 
@@ -36,7 +39,7 @@ from torch import Tensor
 import spixel
 from _common import photos as _photos
 from _common import timed
-from spixel.attribution.perturbation import LIME_QUICKSHIFT, segmentation_of
+from spixel.attribution.perturbation import LIME_QUICKSHIFT, resolve_batch_size, segmentation_of
 from spixel.regions import pool
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry", "colorwheel")
@@ -48,15 +51,19 @@ def photos(model: spixel.ModelAdapter, n: int) -> Tensor:
 
 @torch.no_grad()
 def forward_per_image(module: torch.nn.Module, x: Tensor, batch: int, repeats: int = 5) -> float:
-    """Seconds per image of no-grad forwards of ``batch`` images: each timing covers at least 64 images, and the
-    fastest of ``repeats`` timings is kept (a lower bound: other load on the machine only slows a timing down)."""
-    xb = x[torch.arange(batch) % x.shape[0]].contiguous()
+    """Seconds per image of no-grad forwards of ``batch`` images, fed as the engine feeds them: rows gathered from
+    ``x`` by indexing, which keeps ``x``'s memory format (channels-last for ``ModelAdapter.preprocess`` output;
+    the engine's ``where`` / ``addcmul`` keep it too). Each timing covers at least 64 images, after two warm-up
+    forwards; the fastest of ``repeats`` timings is kept (other load on the machine only slows a timing down).
+    """
+    xb = x[torch.arange(batch) % x.shape[0]]
     loops = max(1, -(-64 // batch))
 
     def run() -> None:
         for _ in range(loops):
             module(xb)
 
+    module(xb)
     module(xb)
     return min(timed(run, x.device)[0] for _ in range(repeats)) / (batch * loops)
 
@@ -73,7 +80,7 @@ def tune(label: str, candidates: dict[int, Callable[[], Any]], device: torch.dev
 class Case:
     name: str
     settings: str
-    forwards: int  # model forwards (images) the method needs for the whole batch
+    forwards: int  # model forwards (images) the method needs for the whole batch, the clean one included
     ours: Callable[[], Any]
     peers: dict[str, Callable[[], Any]] = field(default_factory=dict)
     agree: Callable[[dict[str, Any]], str] | None = None
@@ -171,7 +178,7 @@ def build_cases(
             Case(
                 "lime",
                 f"n_samples={k}, quickshift (lime's), captum ppe={cl}, lime batch_size={lb}",
-                k * n,
+                k * n + n,
                 ours_lime,
                 {"captum": lambda: captum_lime(cl), "lime": lambda: lime_package(model, x, targets, seg, k, lb)},
                 agree,
@@ -183,7 +190,7 @@ def build_cases(
             Case(
                 "rise",
                 f"n_masks={m}, grid_size=7, p1=0.5",
-                m * n,
+                m * n + n,
                 lambda: spixel.explain(model, x, "rise", targets, seed=0, n_masks=m, progress=False, **bs),
             )
         )
@@ -230,7 +237,7 @@ def build_cases(
             Case(
                 "occlusion",
                 f"window={w}, stride={s}, fill 0, target logit, captum ppe={co}",
-                n_win * n,
+                n_win * n + n,
                 lambda: spixel.explain(model, x, "occlusion", targets, window=w, stride=s, progress=False, **bs),
                 {"captum": lambda: captum_occ(co)},
                 agree_occ,
@@ -245,7 +252,10 @@ def run_compare(args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor)
     with torch.no_grad():
         targets = model.module(x).argmax(1).tolist()
     print(f"  targets: {[model.label(k) for k in targets]}", file=sys.stderr)
-    per_image = {b: forward_per_image(model.module, x, b) for b in sizes}
+    ours_b = args.batch_size or resolve_batch_size(None, dev)
+    bound_sizes = sorted({*sizes, ours_b})
+    forward_per_image(model.module, x, max(bound_sizes), 1)  # warm the allocator at the largest batch first
+    per_image = {b: forward_per_image(model.module, x, b) for b in bound_sizes}
     best_b = min(per_image, key=per_image.get)
     print(
         "  forward s/image by batch size: " + ", ".join(f"{b}: {v * 1e3:.1f} ms" for b, v in per_image.items()),
@@ -254,6 +264,7 @@ def run_compare(args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor)
     cases = build_cases(args, model, x, targets, sizes)
     times: dict[str, dict[str, list[float]]] = {c.name: {k: [] for k in ["spixel", *c.peers]} for c in cases}
     agreement: dict[str, str] = {}
+    bound_runs: list[float] = []
     for r in range(args.repeats):
         for c in cases:
             runs = {"spixel": c.ours, **c.peers}
@@ -264,13 +275,20 @@ def run_compare(args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor)
                 times[c.name][who].append(dt)
             if r == 0 and c.agree is not None:
                 agreement[c.name] = c.agree(outs)
+        # the machine's speed drifts (other load): re-measure the bound at its best batch size between repeats
+        bound_runs.append(forward_per_image(model.module, x, best_b, 3))
     print()
     print(
         f"model {args.model}, {x.shape[0]} photos {tuple(x.shape[1:])}, device {dev}, {torch.get_num_threads()} "
         f"threads, torch {torch.__version__}, {platform.processor() or platform.machine()}, median of "
         f"{args.repeats} run(s), seconds for the whole batch"
     )
-    print(f"forward lower bound: {per_image[best_b] * 1e3:.1f} ms/image at batch {best_b} × forwards needed")
+    per_fwd = statistics.median(bound_runs)
+    print(
+        f"forward lower bound: {per_fwd * 1e3:.1f} ms/image (median of {len(bound_runs)} measurements between the "
+        f"repeats, each the fastest of 3) at batch {best_b} (fastest of {bound_sizes}; spixel's batch_size "
+        f"{ours_b}) × forwards needed (perturbed images + one clean forward per image)"
+    )
     print()
     print(
         "| method | settings | forwards | bound | spixel | spixel/bound | Captum | spixel/Captum | lime | spixel/lime |"
@@ -278,7 +296,7 @@ def run_compare(args: argparse.Namespace, model: spixel.ModelAdapter, x: Tensor)
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c in cases:
         med = {k: statistics.median(v) for k, v in times[c.name].items()}
-        bound = per_image[best_b] * c.forwards
+        bound = per_fwd * c.forwards
         cells = []
         for peer in ("captum", "lime"):
             cells += [f"{med[peer]:.2f}", f"{med['spixel'] / med[peer]:.2f}"] if peer in med else ["–", "–"]

@@ -258,3 +258,24 @@ def test_lite0_integrated_gradients_equals_captum(lite0, photos):
     e = spixel.explain(lite0, photos, "integrated_gradients", targets, n_steps=8, batch_size=8)
     ref = IntegratedGradients(lite0.module).attribute(photos, target=targets, n_steps=8, internal_batch_size=8)
     close(e.raw, ref)
+
+
+def test_ig_rows_keep_the_inputs_memory_layout():
+    """A broadcast tensor baseline must not turn channels-last rows into NCHW copies (1.5× slower convs on CPU)."""
+    seen: list[bool] = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(x.is_contiguous(memory_format=torch.channels_last))
+            return self.conv(x).mean((2, 3))
+
+    x = torch.randn(2, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    model = spixel.ModelAdapter(Probe(), input_size=8)
+    for baseline in (0.0, torch.zeros(1, 3, 1, 1)):
+        seen.clear()
+        spixel.explain(model, x, "integrated_gradients", target=0, baseline=baseline, n_steps=4)
+        assert seen and all(seen), (baseline, seen)

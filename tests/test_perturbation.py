@@ -371,6 +371,30 @@ def test_perturbed_images_by_hand_4x4():
     assert math.isclose(float(P.fill_image(x, "mean", seg)[0, 0, 3, 3]), 1.25, rel_tol=1e-6)
 
 
+def test_occluded_images_by_hand_with_a_window_cut_at_the_border():
+    """Occlusion's rows are copies of x with exactly one window filled (the last one cut off by the border),
+    in x's memory format; the map is the mean drop over the windows covering each pixel, written out here."""
+    rec = Recorder()
+    model = spixel.ModelAdapter(rec, name="recorder")
+    x = (torch.arange(108, dtype=torch.float32).view(1, 3, 6, 6) / 7).contiguous(memory_format=torch.channels_last)
+    fill = torch.full((1, 3, 6, 6), -2.0)
+    e = spixel.explain(model, x, "occlusion", 0, window=3, stride=2, fill=fill, output="logit", batch_size=3)
+    imgs = rec.seen[1:]  # the first forward is the unperturbed prediction
+    assert all(b.is_contiguous(memory_format=torch.channels_last) for b in imgs)
+    imgs = torch.cat(imgs)
+    starts = [0, 2, 4]  # ceil((6 - 3) / 2) + 1 = 3 windows per axis; the last covers only rows/columns 4-5
+    assert imgs.shape == (9, 3, 6, 6)
+    drop_sum, count = torch.zeros(6, 6), torch.zeros(6, 6)
+    f0 = float(x[0, 0].sum())  # target 0: the channel-0 sum
+    for k, (r, c) in enumerate([(r, c) for r in starts for c in starts]):
+        expected = x[0].clone()
+        expected[:, r : r + 3, c : c + 3] = -2.0
+        assert torch.equal(imgs[k], expected), (r, c)
+        drop_sum[r : r + 3, c : c + 3] += f0 - float(expected[0].sum())
+        count[r : r + 3, c : c + 3] += 1
+    close(e.attribution[0], drop_sum / count, rtol=1e-5)
+
+
 def test_blur_fill_is_an_11x11_sigma5_gaussian_with_zero_padding():
     x = torch.randn(1, 3, 9, 12, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     r = np.arange(11) - 5

@@ -69,8 +69,8 @@ def ig_alphas_weights(rule: str, n_steps: int) -> tuple[Tensor, Tensor]:
 def _baseline(x: Tensor, baseline: float | Tensor) -> Tensor:
     if isinstance(baseline, Tensor):
         b = baseline.to(device=x.device, dtype=x.dtype)
-        try:
-            return torch.broadcast_to(b, x.shape)
+        try:  # materialised in x's memory layout: interpolated rows stay channels-last when x is
+            return torch.empty_like(x).copy_(torch.broadcast_to(b, x.shape))
         except RuntimeError:
             raise BadParameterError(
                 f"baseline of shape {tuple(b.shape)} does not broadcast to the input {tuple(x.shape)}"

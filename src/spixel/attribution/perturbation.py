@@ -4,8 +4,9 @@ Every method reduces to the same loop (:func:`perturbed_scores`): a list of (ima
 that builds each pair's keep-mask on the model's device (binary region masks for LIME and region occlusion,
 sliding windows for occlusion, continuous up-sampled grids for RISE), and a fill that replaces what the mask
 removes. The pairs of *all* images are cut into chunks of ``batch_size`` rows (a forward pass mixes samples of
-several images), each chunk is built by one ``where`` / ``addcmul`` and sent through the model once, and the
-target's probability or logit is kept. There is no Python loop over samples or images in the hot path.
+several images), each chunk is built by one in-place ``lerp_`` / ``addcmul`` (occlusion: its windows written into
+a copy of the rows) and sent through the model once, and the target's probability or logit is kept. There is no
+Python loop over samples or images in the hot path.
 
 Fills (``fill=``), all in the model's *normalised* input space:
 
@@ -21,10 +22,11 @@ Progress: ``progress=True`` shows a tqdm bar, ``False`` never; ``None`` (default
 chunks predict a run longer than :data:`AUTO_PROGRESS_SECONDS`.
 
 Default ``batch_size`` (``None``): :data:`ROWS_PER_THREAD` rows per CPU thread (``torch.get_num_threads()``,
-at most 64) on the CPU, :data:`BATCH_SIZE_ACCELERATOR` elsewhere. The CPU rule comes from
-``benchmarks/perturbation.py --sweep`` and forward-only sweeps on the 2-core CPU with EfficientNet-Lite0 at
-224 px, taken while other jobs loaded the machine (so noisy): with one thread the per-image time was lowest at
-4–8 rows and rose by ~25 % at 16 (cache), with two threads it kept falling up to 16–32 rows.
+at most 64) on the CPU, :data:`BATCH_SIZE_ACCELERATOR` elsewhere. The CPU rule comes from forward-only sweeps
+(interleaved, several rounds) on the 2-core CPU with EfficientNet-Lite0 at 224 px on channels-last input, the
+layout the engine feeds: with two threads the per-image time was lowest at 8 rows (12.3 ms; 15.7 ms at 16,
+18.7 ms at 32), with one thread at 4–8 rows — larger chunks fall out of the cache. Taken while other jobs
+loaded the machine, so the figures are noisy, but the order was the same in every round.
 The accelerator value is not measured here (no GPU was available): it only needs to keep the device busy.
 """
 
@@ -49,7 +51,7 @@ from ._core import check_float, check_int, collect_params, explainer, finish, lo
 FILLS = ("zero", "mean", "blur")
 OUTPUTS = ("probability", "logit")
 #: rows per forward pass and CPU thread (see the module docstring for how it was chosen)
-ROWS_PER_THREAD = 8
+ROWS_PER_THREAD = 4
 #: the engine's own default when called directly
 BATCH_SIZE = 16
 #: rows per forward pass on an accelerator (CUDA, MPS …)
@@ -61,7 +63,8 @@ AUTO_PROGRESS_SECONDS = 10.0
 LIME_QUICKSHIFT = {"kernel_size": 4, "max_dist": 200, "ratio": 0.2}
 
 MaskFn = Callable[[Tensor, Tensor], Tensor]
-Accumulate = Callable[[Tensor, Tensor, Tensor, Tensor], None]
+RowsFn = Callable[[Tensor, Tensor], Tensor]
+Accumulate = Callable[[Tensor, Tensor, Any, Tensor], None]
 
 
 # ---------------------------------------------------------------------------------------------- fills
@@ -168,13 +171,14 @@ def perturbed_scores(
     targets: Tensor,
     images: Tensor,
     samples: Tensor,
-    mask_fn: MaskFn,
+    mask_fn: MaskFn | None,
     *,
     batch_size: int = BATCH_SIZE,
     output: str = "probability",
     accumulate: Accumulate | None = None,
     progress: bool | None = None,
     desc: str = "perturbations",
+    rows_fn: RowsFn | None = None,
 ) -> Tensor:
     """Model outputs on the perturbed images of all (image, sample) pairs: the engine of this module.
 
@@ -182,23 +186,38 @@ def perturbed_scores(
     chunk holds consecutive samples of all images). ``mask_fn(images_chunk, samples_chunk)`` returns the
     chunk's keep-masks on ``x``'s device, ``(B, H, W)``: boolean (kept pixels are ``x``, the rest ``fill``,
     exactly) or float in [0, 1] (``fill + M ⊙ (x − fill)``, RISE's ``x ⊙ M`` when the fill is 0).
-    ``accumulate(images_chunk, samples_chunk, masks, scores)`` is called on every chunk (RISE and occlusion sum
-    masks weighted by scores there, so masks are never stored). Returns the target scores ``(P,)`` (float32,
-    ``output``: ``"probability"`` or ``"logit"``) on ``x``'s device.
+    ``rows_fn(images_chunk, samples_chunk)``, given instead of ``mask_fn``, returns the chunk's perturbed
+    images itself (occlusion writes its windows into a copy of the rows; ``accumulate`` then gets ``None`` for
+    the masks). ``accumulate(images_chunk, samples_chunk, masks, scores)`` is called on every chunk (RISE and
+    occlusion sum masks weighted by scores there, so masks are never stored). Returns the target scores ``(P,)``
+    (float32, ``output``: ``"probability"`` or ``"logit"``) on ``x``'s device.
+
+    The perturbed rows keep ``x``'s memory format (``x[i]`` preserves it; channels-last, which
+    ``ModelAdapter.preprocess`` returns, runs convolutional models much faster on the CPU). A boolean mask is
+    applied by one in-place ``lerp_`` towards the fill with weight ``1 − M`` (exact: a weight of 0 keeps ``x``
+    and a weight of 1 gives the fill, bit for bit), several times faster on the CPU than ``torch.where``.
     """
+    if (mask_fn is None) == (rows_fn is None):
+        raise BadParameterError("perturbed_scores needs exactly one of mask_fn and rows_fn")
     dev = x.device
     images, samples = images.to(dev), samples.to(dev)
-    diff = x - fill
+    diff: Tensor | None = None
     out = torch.empty(images.shape[0], dtype=torch.float32, device=dev)
     bar = _Progress(int(images.shape[0]), progress, desc)
     try:
         for s in range(0, images.shape[0], batch_size):
             i, k = images[s : s + batch_size], samples[s : s + batch_size]
-            m = mask_fn(i, k)
-            if m.dtype == torch.bool:
-                xs = torch.where(m.unsqueeze(1), x[i], fill[i])
+            m: Tensor | None = None
+            if rows_fn is not None:
+                xs = rows_fn(i, k)
             else:
-                xs = torch.addcmul(fill[i], m.unsqueeze(1).to(x.dtype), diff[i])
+                assert mask_fn is not None
+                m = mask_fn(i, k)
+                if m.dtype == torch.bool:
+                    xs = x[i].lerp_(fill[i], (~m).unsqueeze(1).to(x.dtype))
+                else:
+                    diff = x - fill if diff is None else diff
+                    xs = torch.addcmul(fill[i], m.unsqueeze(1).to(x.dtype), diff[i])
             scores = target_scores(model.module(xs), targets[i], output)
             out[s : s + batch_size] = scores
             if accumulate is not None:
@@ -606,12 +625,29 @@ def occlusion(
     in_c = (xx.view(1, -1) >= cs.view(-1, 1)) & (xx.view(1, -1) < cs.view(-1, 1) + window)  # (C, W)
     count = in_r.sum(0, dtype=torch.float32).view(-1, 1) * in_c.sum(0, dtype=torch.float32).view(1, -1)
     attribution = torch.zeros(n, h, w, dtype=torch.float32, device=dev)
+    # a window's pixels as indices; one cut off at the border repeats its last row/column with weight 0
+    offs = torch.arange(window, device=dev)
+    win_r, win_c = (rs.view(-1, 1) + offs).clamp_max(h - 1), (cs.view(-1, 1) + offs).clamp_max(w - 1)
+    cut_r, cut_c = (rs.view(-1, 1) + offs) < h, (cs.view(-1, 1) + offs) < w  # (R, win), (C, win)
 
-    def keep(_i: Tensor, k: Tensor) -> Tensor:
-        return ~(in_r[k // cs.numel()].unsqueeze(-1) & in_c[k % cs.numel()].unsqueeze(1))
+    def window_index(i: Tensor, k: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(image, row, column) index tensors ``(B, window, window)`` of each row's occluded window."""
+        r, c = win_r[k // cs.numel()], win_c[k % cs.numel()]
+        return i.view(-1, 1, 1), r.view(-1, window, 1), c.view(-1, 1, window)
 
-    def accumulate(i: Tensor, _k: Tensor, m: Tensor, scores: Tensor) -> None:
-        attribution.index_add_(0, i, (f0[i] - scores).view(-1, 1, 1) * (~m).float())
+    def occluded(i: Tensor, k: Tensor) -> Tensor:
+        xs = x[i]  # a copy that keeps x's memory format; only the windows change
+        b, r, c = window_index(i, k)
+        rows = torch.arange(i.shape[0], device=dev).view(-1, 1, 1)
+        xs[rows, :, r, c] = fill_x[b, :, r, c]
+        return xs
+
+    def accumulate(i: Tensor, k: Tensor, _m: Any, scores: Tensor) -> None:
+        b, r, c = window_index(i, k)
+        kr, kc = k // cs.numel(), k % cs.numel()
+        weight = (cut_r[kr].unsqueeze(-1) & cut_c[kc].unsqueeze(1)).to(torch.float32)  # 0 on repeated pixels
+        drop = (f0[i] - scores).view(-1, 1, 1) * weight
+        attribution.index_put_((b, r, c), drop, accumulate=True)
 
     pairs = torch.arange(n * n_win, device=dev)
     perturbed_scores(
@@ -621,12 +657,13 @@ def occlusion(
         t,
         pairs % n,
         pairs // n,
-        keep,
+        None,
         batch_size=batch_size,
         output=output,
         accumulate=accumulate,
         progress=progress,
         desc="occlusion",
+        rows_fn=occluded,
     )
     attribution /= count
     params = collect_params(locals(), ["window", "stride", "output", "batch_size"])

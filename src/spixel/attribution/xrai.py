@@ -204,10 +204,14 @@ def ig_min_max(model: ModelAdapter, x: Tensor, targets: Tensor, n_steps: int = 1
     """
     n = x.shape[0]
     flat = x.flatten(1)
-    base = torch.cat([flat.amin(1), flat.amax(1)]).view(-1, 1, 1, 1)
+    xx = torch.cat([x, x])
+    # the baselines as a full tensor in x's memory format: the interpolated images then keep it (a broadcast
+    # (2N, 1, 1, 1) baseline gives contiguous NCHW copies; channels-last, what ModelAdapter.preprocess returns,
+    # runs a CNN's forward+backward faster on the CPU)
+    base = torch.empty_like(xx).copy_(torch.cat([flat.amin(1), flat.amax(1)]).view(-1, 1, 1, 1))
     e = integrated_gradients(
         model,
-        torch.cat([x, x]),
+        xx,
         torch.cat([targets, targets]),
         baseline=base,
         n_steps=n_steps,
