@@ -71,6 +71,7 @@ def test_crop_matches_pil_by_hand() -> None:
     a = _photo(40, 100, seed=5)  # H=40, W=100: scale 0.75 → 75×30, crop left (75-20)//2=27, top 5
     ref = np.asarray(Image.fromarray(a).resize((75, 30), Image.Resampling.BILINEAR).crop((27, 5, 47, 25)))
     np.testing.assert_array_equal(ad.crop(a), ref)
+    assert ad.crop(a).flags.writeable
 
 
 def test_preprocess_errors(tiny: ModelAdapter, tmp_path: Path) -> None:
@@ -222,7 +223,7 @@ class _Payload:
 def test_unknown_model() -> None:
     with pytest.raises(UnknownNameError, match="resnet18"):  # lists the known names
         load_model("nonexistent")
-    with pytest.raises(BadParameterError):
+    with pytest.raises(SpixelError, match="not found"):  # a path is a spixel.train checkpoint
         load_model("some/dir/model.pt")
 
 

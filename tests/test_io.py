@@ -302,6 +302,7 @@ def test_save_json_converts(tmp_path: Path) -> None:
         "arr": np.array([1, 2, 3], np.uint8),
         "tup": (1, "a", None, True),
         3: "int key",
+        "path": tmp_path / "x.png",
     }
     p = tmp_path / "out" / "e.json"
     save_json(p, obj)
@@ -316,3 +317,4 @@ def test_save_json_converts(tmp_path: Path) -> None:
     assert back["arr"] == [1, 2, 3]
     assert back["tup"] == [1, "a", None, True]
     assert back["3"] == "int key"
+    assert back["path"] == str(tmp_path / "x.png")

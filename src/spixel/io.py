@@ -141,6 +141,8 @@ def _jsonable(v: Any) -> Any:
         return v
     if hasattr(v, "tolist"):
         return _jsonable(v.tolist())
+    if isinstance(v, os.PathLike):
+        return os.fspath(v)
     return repr(v)
 
 

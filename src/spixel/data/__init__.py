@@ -1,5 +1,6 @@
-"""Bundled real photos with our own annotations (and, later, generated ground-truth datasets)."""
+"""Bundled real photos with our own annotations, and a generated dataset with exact ground truth."""
 
 from .samples import Sample, sample, sample_names, samples
+from .synthetic import SyntheticDataset, SyntheticSample
 
-__all__ = ["Sample", "sample", "sample_names", "samples"]
+__all__ = ["Sample", "SyntheticDataset", "SyntheticSample", "sample", "sample_names", "samples"]

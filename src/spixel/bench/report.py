@@ -1,0 +1,135 @@
+"""Reports of the bench protocols: JSON (everything), Markdown tables (for the docs) and PNG figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+GROUPINGS = ("pixel", "slic", "quickshift", "square", "random")
+
+
+def _f(v: Any, digits: int = 3) -> str:
+    return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
+
+
+def stability_markdown(result: dict[str, Any]) -> str:
+    """The tables of :func:`spixel.bench.stability.run_stability` as Markdown."""
+    st = result["settings"]
+    seg = st["segments"]
+    lines = [
+        "## Stability across disjoint halves (paper 000's protocol)",
+        "",
+        f"SSIM (protocol B) between the maps of two ResNet-style models trained on disjoint halves, on "
+        f"{st['n_test']} held-out images, explaining the label. Mean ± s.e.m.; higher is more stable. Grouped = the "
+        "signed map averaged over each region (`P_G`, mean, joint channels). Mean segments per image: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in seg.items())
+        + ".",
+        "",
+        "| method | " + " | ".join(GROUPINGS) + " |",
+        "|---" * (len(GROUPINGS) + 1) + "|",
+    ]
+    rows = {(r["method"], r["grouping"]): r for r in result["ssim"]}
+    for m in dict.fromkeys(r["method"] for r in result["ssim"]):
+        cells = [
+            f"{_f(rows[m, g]['ssim'])} ± {_f(rows[m, g]['ssim_sem'])}" if (m, g) in rows else "–" for g in GROUPINGS
+        ]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", "Top-10 % intersection of the same pairs of maps (signed, spec §1.6):", ""]
+    lines += ["| method | " + " | ".join(GROUPINGS) + " |", "|---" * (len(GROUPINGS) + 1) + "|"]
+    for m in dict.fromkeys(r["method"] for r in result["ssim"]):
+        lines.append(
+            f"| {m} | " + " | ".join(_f(rows[m, g]["topk"]) if (m, g) in rows else "–" for g in GROUPINGS) + " |"
+        )
+    lines += ["", "Mean L2 distance between the two models' signed maps, each scaled to norm 1 (lower = closer):", ""]
+    lines += ["| method | " + " | ".join(GROUPINGS) + " |", "|---" * (len(GROUPINGS) + 1) + "|"]
+    for m in dict.fromkeys(r["method"] for r in result["ssim"]):
+        cells = [_f(rows[m, g].get("l2_unit")) if (m, g) in rows else "–" for g in GROUPINGS]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    mrows = {(r["method"], r["grouping"]): r for r in result["mege"]}
+    n_mege = result["mege"][0]["n"] if result["mege"] else 0
+    lines += [
+        "",
+        "## MeGe / ReCo across fold models",
+        "",
+        f"{result['settings'].get('k_folds', 'k')} fold models (each trained on all folds but one), "
+        f"{n_mege} training images, each unseen by exactly one model. MeGe ∈ (0, 1], higher = more consistent "
+        "explanations between models that agree (xplique's definition).",
+        "",
+        "| method | " + " | ".join(f"MeGe {g}" for g in GROUPINGS) + " | ReCo pixel | ReCo slic |",
+        "|---" * (len(GROUPINGS) + 3) + "|",
+    ]
+    for m in dict.fromkeys(r["method"] for r in result["mege"]):
+        cells = [_f(mrows[m, g]["mege"]) if (m, g) in mrows else "–" for g in GROUPINGS]
+        reco = [_f(mrows[m, g]["reco"]) if (m, g) in mrows else "–" for g in ("pixel", "slic")]
+        lines.append(f"| {m} | " + " | ".join(cells + reco) + " |")
+    loc = result["localization"]
+    tol = loc[0]["tolerance_px"] if loc else 0
+    lines += [
+        "",
+        "## Localisation against the exact evidence",
+        "",
+        f"Pointing game (tolerance {tol:.1f} px = 15 px at 224 scaled to the input) against the evidence mask, "
+        "and MaxBoxAccV2 against its box, on the single ResNet-style model, explaining the label.",
+        "",
+        "| method | pointing game | MaxBoxAccV2 |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {r['method']} | {_f(r['pointing_game'])} | {_f(r['max_box_acc_v2'])} |" for r in loc]
+    ev = result["evidence"]
+    lines += [
+        "",
+        "## Evidence check",
+        "",
+        "True-class probability of the single model when the evidence mask is filled with the mean colour, versus the "
+        f"same mask shape moved onto background (equal area, no overlap with the evidence); {ev[0]['n']} held-out "
+        "images.",
+        "",
+        "| condition | mean p(true class) | accuracy |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {r['condition']} | {_f(r['p_true'])} | {_f(r['accuracy'])} |" for r in ev]
+    acc = st.get("accuracy", {})
+    if acc:
+        lines += ["", "Held-out accuracy of the models: " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()) + "."]
+    lines += ["", f"Run time: {result.get('seconds', 0):.0f} s."]
+    return "\n".join(lines) + "\n"
+
+
+def stability_figure(result: dict[str, Any], path: str | Path) -> Path:
+    """Bar chart: SSIM per method, pixel versus each partition."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys(r["method"] for r in result["ssim"]))
+    rows = {(r["method"], r["grouping"]): r for r in result["ssim"]}
+    fig, ax = plt.subplots(figsize=(8, 3.4), dpi=120)
+    width = 0.8 / len(GROUPINGS)
+    for j, g in enumerate(GROUPINGS):
+        vals = [rows[m, g]["ssim"] if (m, g) in rows else np.nan for m in methods]
+        err = [rows[m, g]["ssim_sem"] if (m, g) in rows else 0 for m in methods]
+        ax.bar(np.arange(len(methods)) + (j - 2) * width, vals, width, yerr=err, label=g, capsize=2)
+    ax.set_xticks(np.arange(len(methods)), [m.replace("_", " ") for m in methods], fontsize=8)
+    ax.set_ylabel("SSIM between disjoint-half models")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, 1.15), frameon=False)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_stability_report(result: dict[str, Any], out: str | Path) -> dict[str, Path]:
+    """``stability.json``, ``stability.md`` and ``stability.png`` in ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "stability.json", "markdown": out / "stability.md", "figure": out / "stability.png"}
+    paths["json"].write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
+    paths["markdown"].write_text(stability_markdown(result), encoding="utf-8")
+    stability_figure(result, paths["figure"])
+    return paths
