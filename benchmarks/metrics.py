@@ -1,13 +1,16 @@
 """Time spixel's deletion and insertion against Quantus 0.6 ``PixelFlipping`` / ``RegionPerturbation`` on the same
 photos, maps and targets, and against the forward-pass lower bound (issue 4's benchmark).
 
-Setting (one run, same inputs, medians of ``--repeats``):
+Setting (one run, same inputs, medians of ``--repeats``; spixel, Quantus and the bound interleaved, the order
+flipping every repeat; wall-clock and process CPU time both recorded — with ``--threads 1`` the CPU time is the
+work done even while other jobs load the machine):
 
-* **Photos**: ``--images`` bundled photos (``spixel.data.samples()``, default all 8), EfficientNet-Lite0, each
+* **Photos**: ``--images`` bundled photos (``spixel.data.samples()``, default 8), EfficientNet-Lite0, each
   image's predicted class; maps of saliency, Grad-CAM and integrated gradients (``--ig-steps``, default 8),
   made once and not timed.
 * **spixel**: ``spixel.evaluate(..., "deletion", n_steps=T)`` + ``spixel.evaluate(..., "insertion", n_steps=T)``
-  (zero / blur substrate, softmax), ``batch_size=--batch-size`` images per forward.
+  (zero / blur substrate, softmax), ``batch_size=--batch-size`` images per forward (default: the engine's own,
+  sized by the image area — ``spixel.metrics.fidelity.resolve_batch_size``).
 * **Quantus**: ``PixelFlipping`` — the deletion curve — with ``features_in_step = 3·H·W / T`` (Quantus flattens the
   map broadcast over the 3 channels, so this moves ``H·W / T`` pixels per step, ``T`` steps, like spixel's
   ``n_steps=T``), ``perturb_baseline=0.0`` (spixel's zero substrate), ``normalise=False``, softmax. Quantus asserts
@@ -16,16 +19,21 @@ Setting (one run, same inputs, medians of ``--repeats``):
   (``curve Δ`` column: mean |difference| — same order, same substrate, so ≈ 0). ``RegionPerturbation`` (MoRF
   patches; Quantus has no insertion) — ``regions_evaluation = T`` patches of ``round(√(HW / T))`` pixels, baseline
   0.0 — stands in for the second curve: the same number of forwards (``T + 1`` per image). Both get the whole
-  batch (``batch_size = N``): one forward of N images per step.
-* **Lower bound**: the forwards the two curves need, ``2·N·(T + 1)``, run as plain ``no_grad`` forwards of random
-  inputs at the best batch size of ``--bound-batch-sizes`` (the fastest per image of 5 timings each), timed right
-  after spixel in every repeat — on a shared, loaded machine a bound measured once is meaningless.
+  batch (``batch_size = N``): one forward of N images per step (Quantus feeds NCHW arrays).
+* **Lower bound**: the forwards the two curves need, ``2·N·(T + 1)``, run as plain ``no_grad`` forwards at the
+  best batch size — the fastest per image of ``--bound-batch-sizes`` and spixel's batch size, each the fastest of
+  3 timings of ≥ 64 images (≥ 1024 at pixel level) — on rows gathered from the photos, so in the layout the engine
+  feeds (channels-last from ``preprocess``; a ``.contiguous()`` NCHW copy runs Lite0 ~1.5× slower on the CPU). The
+  bound is timed right after spixel in every repeat: on a shared, loaded machine a bound measured once is
+  meaningless.
 
-Pixel level (``--pixel-images``, default 8): a tiny random CNN (seeded; 64×64 input; stand-in until the
-ground-truth issue's model exists), saliency maps, deletion at ``n_steps = 64·64 = 4096`` (one pixel per step)
-against ``PixelFlipping(features_in_step=3)`` — where Quantus's sequential per-step numpy loop dominates.
+Pixel level (``--pixel-images``, default 8): a 64×64 net with seeded random weights (timing does not depend on the
+weights) — ``--pixel-model resnet``: the ground-truth issue's ResNet-style net (``spixel.train.nets``, widths
+16/32/64, 6 classes); ``tiny``: a 3-conv CNN — saliency maps (replaced by their ranks, so that ties cannot
+order the pixels differently in the two libraries), deletion at ``n_steps = 64·64 = 4096`` (one pixel
+per step) against ``PixelFlipping(features_in_step=3)``, where Quantus's sequential per-step numpy loop dominates.
 
-    python benchmarks/metrics.py                 # 8 photos, T = 28 and 224, 3 repeats
+    python benchmarks/metrics.py --threads 1     # 8 photos, T = 28 and 224, 3 repeats; CPU time is meaningful
     python benchmarks/metrics.py --quick         # 2 photos, T = 28, 1 repeat, 2 pixel-level images
     python benchmarks/metrics.py --device cuda --repeats 5
 """
@@ -34,9 +42,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import statistics
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,30 +54,42 @@ import torch
 from torch import Tensor, nn
 
 import spixel
-from _common import timed
+from _common import timed_cpu
 from spixel.data import samples
+from spixel.metrics.fidelity import ranking, resolve_batch_size
 
 METHODS = ("saliency", "gradcam", "integrated_gradients")
 
 
-def forward_time(
-    module: nn.Module, shape: tuple[int, ...], sizes: list[int], device: torch.device
-) -> tuple[float, int]:
-    """Seconds per image of a plain ``no_grad`` forward at the best batch size of ``sizes`` (fastest of 5), and
-    that size."""
+def rows_like(x: Tensor, batch: int) -> Tensor:
+    """``batch`` rows gathered from ``x`` by indexing — which keeps ``x``'s memory format, as the engine's rows do."""
+    return x[torch.arange(batch, device=x.device) % x.shape[0]]
+
+
+def forward_time(module: nn.Module, x: Tensor, sizes: list[int], min_images: int) -> tuple[float, int]:
+    """Seconds per image (CPU time with one thread, else wall) of plain ``no_grad`` forwards at the best batch size
+    of ``sizes`` (each the fastest of 3 timings of ≥ ``min_images`` images), and that size."""
     best = (math.inf, sizes[0])
+    cpu = torch.get_num_threads() == 1 and x.device.type == "cpu"
     with torch.no_grad():
+        module(rows_like(x, max(sizes)))  # warm the allocator at the largest batch first
         for b in sizes:
-            xb = torch.randn(b, *shape, device=device)
-            module(xb)  # warm-up
-            t = min(timed(lambda xb=xb: module(xb), device)[0] for _ in range(5))
-            best = min(best, (t / b, b))
+            xb = rows_like(x, b)
+            loops = max(1, -(-min_images // b))
+
+            def run(xb: Tensor = xb, loops: int = loops) -> None:
+                for _ in range(loops):
+                    module(xb)
+
+            module(xb)
+            t = min(timed_cpu(run, x.device)[1 if cpu else 0] for _ in range(3))
+            best = min(best, (t / (b * loops), b))
     return best
 
 
-def forwards(module: nn.Module, shape: tuple[int, ...], count: int, batch: int, device: torch.device) -> None:
-    """``count`` plain ``no_grad`` forwards in batches of ``batch`` (the lower bound, run next to spixel)."""
-    xb = torch.randn(batch, *shape, device=device)
+def forwards(module: nn.Module, x: Tensor, count: int, batch: int) -> None:
+    """``count`` plain ``no_grad`` forwards in batches of ``batch`` rows gathered from ``x`` (the lower bound)."""
+    xb = rows_like(x, batch)
     with torch.no_grad():
         for start in range(0, count, batch):
             module(xb[: min(batch, count - start)])
@@ -109,20 +131,46 @@ def run_quantus(metric: Any, module: nn.Module, x: np.ndarray, y: np.ndarray, a:
 
 
 # ------------------------------------------------------------------------------------------------ the runs
+def compare(
+    ours: Callable[[], Any], theirs: Callable[[], Any], bound: Callable[[], Any], repeats: int, device: torch.device
+) -> tuple[dict[str, float], Any, Any]:
+    """Run spixel (then its bound) and Quantus ``repeats`` times, the order flipping every repeat; medians of the
+    wall-clock (``ours`` …) and CPU (``ours_cpu`` …) seconds, and the last outputs of both."""
+    times: dict[str, list[float]] = {k: [] for k in ("ours", "quantus", "bound")}
+    cpu: dict[str, list[float]] = {k: [] for k in times}
+    out_ours = out_theirs = None
+    for r in range(repeats):
+        for who in ("ours", "quantus") if r % 2 == 0 else ("quantus", "ours"):
+            if who == "ours":
+                w, c, out_ours = timed_cpu(ours, device)
+                wb, cb, _ = timed_cpu(bound, device)
+                times["bound"].append(wb)
+                cpu["bound"].append(cb)
+            else:
+                w, c, out_theirs = timed_cpu(theirs, device)
+            times[who].append(w)
+            cpu[who].append(c)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    med.update({f"{k}_cpu": statistics.median(v) for k, v in cpu.items()})
+    med.update({f"{k}_cpu_all": v for k, v in cpu.items()})
+    return med, out_ours, out_theirs
+
+
 def photo_rows(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
     model = spixel.load_model("efficientnet_lite0", device=str(device))
     photos = samples()[: args.images]
-    x = model.preprocess([s.image for s in photos])
+    x = model.preprocess([s.image for s in photos]).to(device)
     target = model.predict(x).argmax(1)
     n, _, h, w = x.shape
     hw = h * w
-    shape = tuple(x.shape[1:])
     expl = {}
     for m in args.methods:
         kw = {"n_steps": args.ig_steps} if m == "integrated_gradients" else {}
         expl[m] = spixel.explain(model, x, m, target, **kw)
-    sizes = [b for b in args.bound_batch_sizes if b <= 256]
-    _, best_b = forward_time(model.module, tuple(x.shape[1:]), sizes, device)
+    ours_b = resolve_batch_size(args.batch_size, x)
+    sizes = sorted({*(b for b in args.bound_batch_sizes if b <= 256), ours_b})
+    per_img, best_b = forward_time(model.module, x, sizes, 64)
+    print(f"  photos: spixel batch {ours_b}, bound batch {best_b} ({per_img * 1e3:.1f} ms/image)", flush=True)
     xn, yn = x.detach().cpu().numpy(), target.cpu().numpy()
     rows = []
     for t_steps in args.steps:
@@ -141,39 +189,19 @@ def photo_rows(args: argparse.Namespace, device: torch.device) -> list[dict[str,
                 run_quantus(rp, model.module, xn, yn, a, str(device))
                 return curves
 
-            t_ours, t_theirs, t_bound = [], [], []
-            curves_ours = curves_theirs = None
             n_fwd = 2 * n * (t_steps + 1)
-            for r in range(args.repeats):
-                for who in ("ours", "theirs") if r % 2 == 0 else ("theirs", "ours"):
-                    if who == "ours":
-                        t, curves_ours = timed(ours, device)
-                        t_ours.append(t)
-                        t_b, _ = timed(lambda k=n_fwd: forwards(model.module, shape, k, best_b, device), device)
-                        t_bound.append(t_b)
-                    else:
-                        t, curves_theirs = timed(theirs, device)
-                        t_theirs.append(t)
-            assert curves_ours is not None and curves_theirs is not None
-            delta = float(np.abs(curves_ours[:, 1:].cpu().numpy() - curves_theirs).mean())
-            bound = statistics.median(t_bound)
-            rows.append(
-                {
-                    "case": f"photos T={t_steps}",
-                    "method": m,
-                    "n": n,
-                    "ours": statistics.median(t_ours),
-                    "quantus": statistics.median(t_theirs),
-                    "bound": bound,
-                    "delta": delta,
-                    "bound_batch": best_b,
-                }
+            med, c_ours, c_theirs = compare(
+                ours, theirs, lambda k=n_fwd: forwards(model.module, x, k, best_b), args.repeats, device
             )
+            delta = float(np.abs(c_ours[:, 1:].cpu().numpy() - c_theirs).mean())
+            row = {"case": f"photos T={t_steps}", "method": m, "n": n, "delta": delta, "batch": ours_b}
+            rows.append({**row, **med, "bound_batch": best_b})
+            print_rows(rows[-1:], args.clock, header=len(rows) == 1)
     return rows
 
 
 class TinyCNN(nn.Module):
-    """A small random CNN for 64×64 inputs (stand-in for the ground-truth issue's model)."""
+    """A small random CNN for 64×64 inputs (``--pixel-model tiny``)."""
 
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
@@ -191,108 +219,133 @@ class TinyCNN(nn.Module):
         return self.head(self.features(x).mean((2, 3)))
 
 
-def pixel_rows(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+def pixel_model(kind: str, device: torch.device) -> spixel.ModelAdapter:
+    """The 64×64 net of the pixel-level case, seeded random weights."""
     torch.manual_seed(0)
-    net = TinyCNN().eval().to(device)
-    model = spixel.ModelAdapter(net, input_size=64, resize=73, layers={"cam": "features.4"}, name="tiny64-random")
+    if kind == "resnet":
+        from spixel.train.nets import build_net, cam_layer, net_config
+
+        cfg = net_config("resnet", num_classes=6)
+        net, layer = build_net(cfg), cam_layer(cfg)
+    else:
+        net, layer = TinyCNN(), "features.4"
+    net = net.eval().to(device)
+    return spixel.ModelAdapter(net, input_size=64, resize=73, layers={"cam": layer}, name=f"{kind}64-random")
+
+
+def pixel_rows(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    model = pixel_model(args.pixel_model, device)
+    net = model.module
     photos = [samples()[i % 8] for i in range(args.pixel_images)]
-    x = model.preprocess([s.image for s in photos])
+    x = model.preprocess([s.image for s in photos]).to(device)
     target = model.predict(x).argmax(1)
     n, _, h, w = x.shape
     hw = h * w
-    ex = spixel.explain(model, x, "saliency", target)
-    sizes = sorted({*args.bound_batch_sizes, 512, 1024})
-    _, best_b = forward_time(net, tuple(x.shape[1:]), sizes, device)
+    sal = spixel.explain(model, x, "saliency", target).attribution
+    # the saliency map's ranks (ties by raster index): distinct values, so Quantus's unstable argsort and spixel's
+    # stable one agree on the order (a max-pooled net's saliency has many exactly tied zeros)
+    ex = spixel.Explanation(attribution=(hw - ranking(sal).argsort(1)).float().view_as(sal))
+    ours_b = resolve_batch_size(args.pixel_batch_size, x)
+    sizes = sorted({*args.bound_batch_sizes, 256, 512, ours_b})
+    per_img, best_b = forward_time(net, x, sizes, 1024)
+    print(f"  pixel level: spixel batch {ours_b}, bound batch {best_b} ({per_img * 1e6:.0f} µs/image)", flush=True)
     pf, _ = quantus_metrics(hw, hw, h)
     xn, yn, a = x.detach().cpu().numpy(), target.cpu().numpy(), ex.attribution.detach().cpu().numpy()[:, None]
-    t_ours, t_theirs, t_bound = [], [], []
-    for r in range(args.repeats):
-        for who in ("ours", "theirs") if r % 2 == 0 else ("theirs", "ours"):
-            if who == "ours":
-                t, res = timed(
-                    lambda: spixel.evaluate(
-                        model, x, ex, "deletion", target, n_steps=hw, batch_size=args.pixel_batch_size
-                    ),
-                    device,
-                )
-                t_ours.append(t)
-                c_ours = res.curves
-                t_bound.append(
-                    timed(lambda: forwards(net, tuple(x.shape[1:]), n * (hw + 1), best_b, device), device)[0]
-                )
-            else:
-                t, c_theirs = timed(lambda: np.asarray(run_quantus(pf, net, xn, yn, a, str(device))), device)
-                t_theirs.append(t)
+
+    def ours() -> Tensor:
+        return spixel.evaluate(model, x, ex, "deletion", target, n_steps=hw, batch_size=args.pixel_batch_size).curves
+
+    def theirs() -> np.ndarray:
+        return np.asarray(run_quantus(pf, net, xn, yn, a, str(device)))
+
+    med, c_ours, c_theirs = compare(ours, theirs, lambda: forwards(net, x, n * (hw + 1), best_b), args.repeats, device)
     delta = float(np.abs(c_ours[:, 1:].cpu().numpy() - c_theirs).mean())
-    return [
-        {
-            "case": f"pixel 64² T={hw} (deletion only)",
-            "method": "saliency",
-            "n": n,
-            "ours": statistics.median(t_ours),
-            "quantus": statistics.median(t_theirs),
-            "bound": statistics.median(t_bound),
-            "delta": delta,
-            "bound_batch": best_b,
-        }
-    ]
+    case = f"pixel 64² {args.pixel_model} T={hw} (del.)"
+    row = {"case": case, "method": "saliency", "n": n, "delta": delta, "batch": ours_b, "bound_batch": best_b}
+    return [{**row, **med}]
+
+
+def print_rows(rows: list[dict[str, Any]], clock: str, header: bool = True) -> None:
+    """One line per case: seconds (``clock``: ``cpu`` or ``wall``) of spixel, Quantus and the bound, the ratios."""
+    sfx = "_cpu" if clock == "cpu" else ""
+    if header:
+        head = (
+            f"{'case':<30} {'method':<21} {'N':>2} {'B':>4} {'spixel s':>9} {'quantus s':>10} {'quantus/spixel':>15} "
+            f"{'bound s':>8} {'spixel/bound':>13} {'curve Δ':>8}  ({clock} time; spixel/bound per repeat)"
+        )
+        print(head)
+        print("-" * len(head))
+    for r in rows:
+        ours, theirs, bound = r[f"ours{sfx}"], r[f"quantus{sfx}"], r[f"bound{sfx}"]
+        per = ""
+        if clock == "cpu":
+            per = " " + "/".join(f"{o / b:.2f}" for o, b in zip(r["ours_cpu_all"], r["bound_cpu_all"], strict=True))
+        print(
+            f"{r['case']:<30} {r['method']:<21} {r['n']:>2} {r['batch']:>4} {ours:>9.2f} {theirs:>10.2f} "
+            f"{theirs / ours:>14.1f}× {bound:>8.2f} {ours / bound:>12.2f}× {r['delta']:>8.1e}{per}",
+            flush=True,
+        )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (1: CPU time measures the work)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default=None, help="default: cpu with --threads 1, else wall")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--images", type=int, default=8, help="bundled photos (at most 8)")
     p.add_argument("--steps", type=lambda s: [int(v) for v in s.split(",")], default=[28, 224])
     p.add_argument("--methods", type=lambda s: s.split(","), default=list(METHODS))
     p.add_argument("--ig-steps", type=int, default=8, help="integrated gradients steps of the maps (not timed)")
-    p.add_argument("--batch-size", type=int, default=64, help="spixel's images per forward (photos)")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="spixel's images per forward (photos; default: its own)"
+    )
     p.add_argument("--pixel-images", type=int, default=8)
-    p.add_argument("--pixel-batch-size", type=int, default=1024, help="spixel's images per forward (pixel level)")
-    p.add_argument("--bound-batch-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[8, 16, 32, 64, 128])
+    p.add_argument("--pixel-model", choices=("resnet", "tiny"), default="resnet")
+    p.add_argument("--pixel-batch-size", type=int, default=None, help="spixel's images per forward (pixel level)")
+    p.add_argument(
+        "--bound-batch-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[2, 4, 8, 16, 32, 64, 128]
+    )
     p.add_argument("--skip-photos", action="store_true")
     p.add_argument("--skip-pixel", action="store_true")
     p.add_argument("--quick", action="store_true", help="2 photos, T = 28 only, 1 repeat, 2 pixel-level images")
     args = p.parse_args()
     if args.quick:
         args.images, args.repeats, args.pixel_images, args.steps = 2, 1, 2, [28]
-        args.bound_batch_sizes = [16, 64]
+        args.bound_batch_sizes = [4, 16, 64]
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.clock is None:
+        args.clock = "cpu" if torch.get_num_threads() == 1 and args.device == "cpu" else "wall"
     device = torch.device(args.device)
     import quantus
 
+    load = " · load average " + " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else ""
     print(
         f"spixel {spixel.__version__} · quantus {quantus.__version__} · torch {torch.__version__} · "
         f"{platform.processor() or platform.machine()} · {torch.get_num_threads()} threads · device {device}"
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+        + load
     )
-    print(
-        f"repeats {args.repeats} (medians), spixel batch_size {args.batch_size} (photos) / "
-        f"{args.pixel_batch_size} (pixel level)"
-    )
+    print(f"repeats {args.repeats} (medians), interleaved; B: spixel's images per forward")
     rows: list[dict[str, Any]] = []
     if not args.skip_photos:
         rows += photo_rows(args, device)
     if not args.skip_pixel:
         rows += pixel_rows(args, device)
-    head = (
-        f"{'case':<34} {'method':<21} {'N':>2} {'spixel s':>9} {'quantus s':>10} {'quantus/spixel':>15} "
-        f"{'bound s':>8} {'spixel/bound':>13} {'curve Δ':>8}"
-    )
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(
-            f"{r['case']:<34} {r['method']:<21} {r['n']:>2} {r['ours']:>9.2f} {r['quantus']:>10.2f} "
-            f"{r['quantus'] / r['ours']:>14.1f}× {r['bound']:>8.2f} {r['ours'] / r['bound']:>12.2f}× "
-            f"{r['delta']:>8.1e}"
-        )
+    print()
+    for clock in dict.fromkeys((args.clock, "wall")):
+        print_rows(rows, clock)
+        print()
     print(
         "bound: the curves' forwards (2·N·(T+1) for deletion + insertion; N·(T+1) at pixel level), plain forwards "
         "at the best batch size ("
         + ", ".join(sorted({f"{r['case'].split()[0]}: {r['bound_batch']}" for r in rows}))
-        + ")."
+        + ") on rows in the engine's layout."
     )
     print("curve Δ: mean |spixel deletion curve − Quantus PixelFlipping curve| (same order and substrate).")
+    if hasattr(os, "getloadavg"):
+        print("load average at the end: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
 
 
 if __name__ == "__main__":

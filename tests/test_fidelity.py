@@ -19,7 +19,9 @@ from spixel.metrics.fidelity import (
     gaussian_kernel,
     greedy_lerf,
     noisy_linear_impute,
+    perturbation_curves,
     ranking,
+    resolve_batch_size,
     rise_auc,
 )
 from spixel.models import ModelAdapter
@@ -148,6 +150,73 @@ def test_batched_equals_per_image_and_chunking(tiny, tiny_x, name):
         one = evaluate(tiny, tiny_x[i : i + 1], e[i], name, target=[1, 2, 3][i], **kw)
         torch.testing.assert_close(one.curves[0], full.curves[i], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(one.scores[0], full.scores[i], rtol=1e-5, atol=1e-6)
+
+
+def test_engine_equals_where_reference(tiny, tiny_x):
+    """The in-place lerp engine (chunks straddling images, channels-last rows, uneven counts) builds exactly the
+    images ``where(rank < count, dst, src)`` would; scoring those one by one gives the same curves."""
+    x = tiny_x.contiguous(memory_format=torch.channels_last)
+    dst = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    order = torch.stack([torch.randperm(32 * 32, generator=torch.Generator().manual_seed(i)) for i in range(3)])
+    counts = torch.tensor([0, 1, 5, 5, 300, 1000, 1024])
+    tgt = torch.tensor([1, 2, 3])
+    seen = []
+    module = tiny.module
+
+    class Spy(nn.Module):
+        def forward(self, z):
+            seen.append(z.clone())
+            return module(z)
+
+    spy = ModelAdapter(Spy(), input_size=32, name="spy")
+    s, _ = perturbation_curves(spy, x, dst, order, tgt, counts, "logit", batch_size=5)
+    imgs = torch.cat(seen)
+    assert [z.shape[0] for z in seen] == [5, 5, 5, 5, 1]
+    assert all(z.is_contiguous(memory_format=torch.channels_last) for z in seen)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(32 * 32).expand_as(order))
+    for i, t in itertools.product(range(3), range(7)):
+        mask = (rank[i] < counts[t]).view(1, 32, 32)
+        assert torch.equal(imgs[i * 7 + t], torch.where(mask, dst[i], x[i]))
+        ref = module(torch.where(mask, dst[i], x[i])[None])[0, tgt[i]]
+        torch.testing.assert_close(s[i, t], ref, rtol=1e-5, atol=1e-6)
+
+
+def test_default_batch_size_by_area():
+    threads = torch.get_num_threads()
+    assert resolve_batch_size(None, torch.zeros(1, 3, 224, 224)) == 4 * threads
+    assert resolve_batch_size(None, torch.zeros(1, 3, 64, 64)) == min(256, 4 * 224 * 224 * threads // 4096)
+    assert resolve_batch_size(None, torch.zeros(1, 3, 1000, 1000)) == 1
+    assert resolve_batch_size(7, torch.zeros(1, 3, 8, 8)) == 7
+    with pytest.raises(BadParameterError):
+        resolve_batch_size(0, torch.zeros(1, 3, 8, 8))
+
+
+def test_deletion_matches_quantus_pixel_flipping(tiny, tiny_x):
+    """Same order, zero substrate, softmax: spixel's deletion curve is Quantus 0.6 ``PixelFlipping``'s (which
+    lacks the unperturbed point) at 16 px per step on 32×32. Quantus sorts the map broadcast over the 3
+    channels, so 16 px are ``features_in_step=48``; its assert that this divides H·W (not 3·H·W) is skipped."""
+    quantus = pytest.importorskip("quantus")
+    attr = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(4))
+    y = np.array([1, 4, 7])
+
+    class PixelFlipping(quantus.PixelFlipping):
+        def custom_preprocess(self, *args, **kwargs):
+            return None
+
+    metric = PixelFlipping(
+        features_in_step=3 * 16, perturb_baseline=0.0, normalise=False, abs=False, disable_warnings=True
+    )
+    ref = metric(
+        model=tiny.module,
+        x_batch=tiny_x.numpy(),
+        y_batch=y,
+        a_batch=attr.unsqueeze(1).numpy(),
+        softmax=True,
+        device="cpu",
+        channel_first=True,
+    )
+    ours = evaluate(tiny, tiny_x, Explanation(attribution=attr), "deletion", target=y.tolist(), n_steps=64)
+    np.testing.assert_allclose(ours.curves[:, 1:].numpy(), np.asarray(ref), rtol=1e-5, atol=1e-6)
 
 
 def test_blur_substrate_is_rise_gkern():
