@@ -40,6 +40,11 @@ def test_size_and_dtype(gray_photo):
     titled = overlay(gray_photo, a, title="saliency\ntabby (p = 0.62)")
     assert titled.shape[1] == W + 8 and titled.shape[0] > with_bar.shape[0]
     assert overlay(gray_photo, a, colorbar=False, scale=2).shape == (2 * H, 2 * W, 3)
+    # min_side enlarges a small image but not its title band and colour bar
+    big = overlay(gray_photo, a, title="saliency\ntabby (p = 0.62)", min_side=3 * max(H, W))
+    assert big.shape[1] == 3 * W + 8
+    assert big.shape[0] - 3 * H == titled.shape[0] - H
+    assert overlay(gray_photo, a, min_side=10).shape == with_bar.shape  # already large enough: unchanged
     # float [0, 1] images and (3, H, W) layouts are accepted too
     assert overlay(gray_photo / 255.0, a, colorbar=False).shape == (H, W, 3)
     assert overlay(np.moveaxis(gray_photo / 255.0, -1, 0), a, colorbar=False).shape == (H, W, 3)

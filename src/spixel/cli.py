@@ -745,14 +745,19 @@ def batch_classes(model: Any, x: Any, results: dict[str, tuple[Any, float]], tar
 REGION_OVERLAY_SCALE = 2.0
 
 
+#: Overlays of small inputs (e.g. the 64×64 synthetic images) are enlarged to at least this many pixels a side so
+#: that the title and colour bar fit.
+MIN_OVERLAY_SIDE = 256
+
+
 def region_overlay(rgb01: Any, amap: Any, title: str | None, labels: Any = None) -> Any:
     """The overlay of one map; with region ``labels`` (``H × W`` ints) enlarged ``REGION_OVERLAY_SCALE`` times
-    with the regions' boundaries drawn in thin white lines."""
+    with the regions' boundaries drawn in thin white lines; small inputs enlarged to ``MIN_OVERLAY_SIDE``."""
     from .viz.overlay import overlay
 
     if labels is None:
-        return overlay(rgb01, amap, title=title)
-    return overlay(rgb01, amap, title=title, boundaries=labels, scale=REGION_OVERLAY_SCALE)
+        return overlay(rgb01, amap, title=title, min_side=MIN_OVERLAY_SIDE)
+    return overlay(rgb01, amap, title=title, boundaries=labels, scale=REGION_OVERLAY_SCALE, min_side=MIN_OVERLAY_SIDE)
 
 
 def segment_batch(model: Any, x: Any, regions: tuple[str, dict[str, Any]] | None) -> tuple[Any, dict[str, Any]]:

@@ -184,6 +184,7 @@ def overlay(
     boundaries: Any = None,
     scale: float = 1.0,
     max_side: int = 1024,
+    min_side: int | None = None,
 ) -> np.ndarray:
     """Draw ``attribution`` (``H × W``) over ``image`` (uint8 or float-in-[0, 1] ``H × W × 3``).
 
@@ -193,7 +194,8 @@ def overlay(
     image (``\\n`` for more lines). ``boundaries``: an optional boolean ``H × W`` mask (e.g. superpixel
     edges) drawn in white at the image's pixels, or integer ``H × W`` region labels (e.g.
     ``Segmentation.labels[i]``) whose boundaries are drawn in white one *output* pixel wide. ``scale``: output
-    pixels per image pixel (images larger than ``max_side`` are shown smaller).
+    pixels per image pixel (images larger than ``max_side`` are shown smaller; ``min_side``: smaller ones are
+    shown at least that large, with title and colour bar at their normal size).
 
     Returns uint8 RGB. Without title and colour bar, at scale 1, its size is exactly ``H × W``; the title
     adds a band above and the colour bar one below (the width stays ``W·scale + 8``).
@@ -210,6 +212,9 @@ def overlay(
     )
     h, w = mixed.shape[:2]
     s = min(float(scale), max_side / max(h, w))
+    unit = max(s, 1.0)  # text and bars follow the requested scale, not the min_side enlargement
+    if min_side is not None and max(h, w) * s < min_side:
+        s = min_side / max(h, w)
     size = (max(1, round(w * s)), max(1, round(h * s)))
     if labels:  # enlarge first, then draw the boundaries one output pixel wide
         if size != (w, h):
@@ -222,7 +227,7 @@ def overlay(
         if mixed.shape[:2] != (size[1], size[0]):
             out = np.asarray(Image.fromarray(out).resize(size, Image.Resampling.BILINEAR))
         return out
-    return _figure(mixed, cs, title, colorbar, 1.0 if labels else s, u=max(s, 1.0))
+    return _figure(mixed, cs, title, colorbar, 1.0 if labels else s, u=unit)
 
 
 def _figure(
