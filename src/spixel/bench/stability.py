@@ -291,7 +291,8 @@ def _sem(s: Tensor) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------- runner
-def _models_by_recipe(models_dir: Path) -> dict[str, list[dict[str, Any]]]:
+def _read_manifest(models_dir: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """The manifest of ``spixel train benchmark`` and its model rows grouped by recipe."""
     path = models_dir / "manifest.json"
     if not path.is_file():
         raise SpixelError(
@@ -308,8 +309,7 @@ def _models_by_recipe(models_dir: Path) -> dict[str, list[dict[str, Any]]]:
     missing = [r for r, k in need.items() if len(by.get(r, [])) < k]
     if missing:
         raise SpixelError(f"{path}: no {', '.join(missing)} models; run spixel train benchmark --out {models_dir}")
-    by["_manifest"] = [manifest]
-    return by
+    return manifest, by
 
 
 def run_stability(
@@ -331,8 +331,7 @@ def run_stability(
     from ..train.recipes import fold_assignment
 
     root = Path(models_dir)
-    by = _models_by_recipe(root)
-    manifest = by.pop("_manifest")[0]
+    manifest, by = _read_manifest(root)
     say = (lambda msg: print(f"[bench stability] {msg}", file=sys.stderr, flush=True)) if progress else None
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
