@@ -368,16 +368,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="train models on the synthetic ground-truth data (checkpoints for spixel.load_model)",
         description="Train on SyntheticDataset(N, SIZE, seed=DATA_SEED), score on SyntheticDataset(N_TEST, SIZE, "
         "seed=DATA_SEED+1) and write checkpoints (.pt, loadable by spixel.load_model(path)) to --out. Recipes: "
-        "one model; halves (two models on disjoint halves); folds (K models, MeGe); roar (retraining with the "
+        "one model; tiny (a 32×32 VGG-style model without distractors in ~30 s, to try methods on); halves (two "
+        "models on disjoint halves); folds (K models, MeGe); roar (retraining with the "
         "top-p% pixels of an explanation removed); gad (GAD support regressions for a class pair); benchmark "
         "(all of them, with manifest.json).",
     )
-    tr.add_argument("recipe", choices=["one", "halves", "folds", "roar", "gad", "benchmark"], help="what to train")
+    tr.add_argument(
+        "recipe", choices=["one", "tiny", "halves", "folds", "roar", "gad", "benchmark"], help="what to train"
+    )
     tr.add_argument("--out", required=True, help="output folder for the checkpoints")
-    tr.add_argument("--arch", default="resnet", choices=["resnet", "vgg"], help="architecture (default: resnet)")
+    tr.add_argument("--arch", default=None, choices=["resnet", "vgg"], help="architecture (default: resnet; tiny: vgg)")
     tr.add_argument("--n", type=_positive_int, default=None, help="training images (default: 8000)")
     tr.add_argument("--n-test", type=_positive_int, default=1000, help="held-out images (default: 1000)")
-    tr.add_argument("--size", type=_positive_int, default=64, help="image size in pixels (default: 64)")
+    tr.add_argument("--size", type=_positive_int, default=None, help="image size in pixels (default: 64; tiny: 32)")
     tr.add_argument(
         "--epochs",
         type=_positive_int,
@@ -1541,6 +1544,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     pair = _floats(args.pair, "--pair")
     if len(pair) != 2 or any(v != int(v) for v in pair):
         raise BadParameterError(f"--pair {args.pair!r}: give two class indices a,b, e.g. 0,1")
+    tiny_size = recipes.TINY_DATA["size"]
+    if args.recipe == "tiny" and args.size not in (None, tiny_size):
+        raise BadParameterError(f"the tiny recipe trains on {tiny_size}×{tiny_size} images; drop --size")
     if args.recipe == "benchmark" and args.base is not None:
         raise BadParameterError("--base applies to roar and gad only")
     out = _prepare_out(args.out)
@@ -1555,7 +1561,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         e = fit.pop("epochs", None)
         epochs = {} if e is None else {"epochs": e, "vgg_epochs": e, "split_epochs": e, "roar_epochs": e}
         man = recipes.train_benchmark_set(
-            out, n=args.n or 8000, n_test=args.n_test, size=args.size, data_seed=args.data_seed, k=args.k,
+            out, n=args.n or 8000, n_test=args.n_test, size=args.size or 64, data_seed=args.data_seed, k=args.k,
             roar_levels=levels, gad_pair=(int(pair[0]), int(pair[1])), gad_alphas=alphas, progress=progress,
             **epochs, **fit,
         )  # fmt: skip
@@ -1563,17 +1569,23 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"  {row['path']}: held-out accuracy {row['accuracy']:.1%}")
         print(f"spixel: wrote {len(man['models'])} checkpoints and manifest.json to {out}/ in {man['seconds']:.0f} s")
         return 0
-    one = {**fit, "epochs": fit.get("epochs", 40 if args.arch == "resnet" else 24)}  # ~95 % at n=8000 (measured)
-    train = SyntheticDataset(n, args.size, args.data_seed)
-    test = SyntheticDataset(args.n_test, args.size, args.data_seed + 1)
+    if args.recipe == "tiny":
+        tiny = {**fit, **({"arch": args.arch} if args.arch else {})}
+        rows = [recipes.train_tiny(out, n=n, n_test=args.n_test, data_seed=args.data_seed, progress=progress, **tiny)]
+        return _report_trained(rows, out, t0)
+    arch = args.arch or "resnet"
+    one = {**fit, "epochs": fit.get("epochs", 40 if arch == "resnet" else 24)}  # ~95 % at n=8000 (measured)
+    size = args.size or 64
+    train = SyntheticDataset(n, size, args.data_seed)
+    test = SyntheticDataset(args.n_test, size, args.data_seed + 1)
     if args.recipe == "one":
-        rows = [recipes.train_one(train, test, out, arch=args.arch, progress=progress, **one)]
+        rows = [recipes.train_one(train, test, out, arch=arch, progress=progress, **one)]
     elif args.recipe == "halves":
-        rows = recipes.train_halves(train, test, out, arch=args.arch, progress=progress, **one)
+        rows = recipes.train_halves(train, test, out, arch=arch, progress=progress, **one)
     elif args.recipe == "folds":
         if args.k < 2:
             raise BadParameterError(f"--k must be at least 2, got {args.k}")
-        rows = recipes.train_folds(train, test, out, k=args.k, arch=args.arch, progress=progress, **one)
+        rows = recipes.train_folds(train, test, out, k=args.k, arch=arch, progress=progress, **one)
     else:
         if args.recipe == "roar":
             from .registry import METHODS
@@ -1582,7 +1594,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.base is not None:
             base = load_checkpoint(args.base)
         else:
-            first = recipes.train_one(train, test, out, arch=args.arch, progress=progress, **one)
+            first = recipes.train_one(train, test, out, arch=arch, progress=progress, **one)
             print(f"  {first.path}: held-out accuracy {first.accuracy:.1%} (base model)")
             base = first.model
         if args.recipe == "roar":
@@ -1591,6 +1603,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             rows = recipes.train_gad_supports(base, train, test, out, pair=(int(pair[0]), int(pair[1])),
                                               alphas=alphas, seed=args.seed, progress=progress)  # fmt: skip
+    return _report_trained(rows, out, t0)
+
+
+def _report_trained(rows: list[Any], out: Path, t0: float) -> int:
     for r in rows:
         print(f"  {r.path}: held-out accuracy {r.accuracy:.1%}")
     print(f"spixel: wrote {len(rows)} checkpoint(s) to {out}/ in {time.perf_counter() - t0:.0f} s")

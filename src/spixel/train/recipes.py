@@ -513,6 +513,43 @@ def train_gad_supports(
     return out
 
 
+# ---------------------------------------------------------------------------------------------- tiny model
+#: The tiny recipe: 32×32 images without distractors (``SyntheticDataset(n, size=32, distractors=0)``) and a
+#: VGG-style net 16-32-64 trained 10 epochs on 8000 images (1250 SGD steps). Measured on 1 CPU thread: 29 s
+#: (3 s of it generating the images) to 88.5 % held-out accuracy on 1000 images of seed 1; the errors are mostly
+#: cross ↔ star, whose arms are 2–3 pixels wide at this size (docs/ground_truth.md).
+TINY_DATA: dict[str, Any] = {"size": 32, "distractors": 0}
+TINY_FIT: dict[str, Any] = {
+    "arch": "vgg",
+    "widths": [16, 32, 64],
+    "epochs": 10,
+    "batch_size": 64,
+    "lr": 0.05,
+    "shift": 2,
+}
+
+
+def train_tiny(
+    out_dir: str | Path,
+    *,
+    n: int = 8000,
+    n_test: int = 1000,
+    data_seed: int = 0,
+    seed: int = 0,
+    name: str = "tiny",
+    progress: bool = True,
+    **fit_params: Any,
+) -> Trained:
+    """A small model in about half a minute on one CPU thread (:data:`TINY_DATA`, :data:`TINY_FIT`): trained on
+    ``SyntheticDataset(n, 32, data_seed, distractors=0)``, scored on ``n_test`` images of seed ``data_seed + 1``;
+    checkpoint ``<out_dir>/<name>.pt``. For trying methods and for tests; ``fit_params`` override :data:`TINY_FIT`."""
+    from ..data import SyntheticDataset
+
+    train = SyntheticDataset(n, seed=data_seed, **TINY_DATA)
+    test = SyntheticDataset(n_test, seed=data_seed + 1, **TINY_DATA)
+    return train_one(train, test, out_dir, name=name, progress=progress, **{**TINY_FIT, "seed": seed, **fit_params})
+
+
 # ---------------------------------------------------------------------------------------------- benchmark set
 #: ROAR methods of the benchmark set (cheap enough to explain every train and test image).
 BENCHMARK_ROAR_METHODS = ("saliency", "integrated_gradients", "gradcam")
