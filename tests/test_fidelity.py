@@ -12,11 +12,11 @@ from torch import nn
 
 import spixel
 from spixel.errors import BadParameterError
+from spixel.filters import gaussian_kernel
 from spixel.metrics import evaluate
 from spixel.metrics.fidelity import (
     blur,
     faithfulness_from_subsets,
-    gaussian_kernel,
     greedy_lerf,
     noisy_linear_impute,
     perturbation_curves,

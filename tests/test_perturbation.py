@@ -395,11 +395,15 @@ def test_occluded_images_by_hand_with_a_window_cut_at_the_border():
     close(e.attribution[0], drop_sum / count, rtol=1e-5)
 
 
-def test_blur_fill_is_an_11x11_sigma5_gaussian_with_zero_padding():
+def test_blur_fill_is_rise_gkern_with_zero_padding_and_the_metrics_substrate():
+    from scipy.ndimage import gaussian_filter
+
+    from spixel.metrics.fidelity import _substrate
+
     x = torch.randn(1, 3, 9, 12, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    r = np.arange(11) - 5
-    k2 = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / 50.0)
-    k2 /= k2.sum()
+    delta = np.zeros((11, 11))
+    delta[5, 5] = 1.0
+    k2 = gaussian_filter(delta, 5.0)  # RISE's gkern(11, 5): the Gaussian's tails reflected back into the window
     pad = np.pad(x[0].numpy(), ((0, 0), (5, 5), (5, 5)))
     ref = np.zeros((3, 9, 12))
     for c in range(3):
@@ -407,6 +411,7 @@ def test_blur_fill_is_an_11x11_sigma5_gaussian_with_zero_padding():
             for j in range(12):
                 ref[c, i, j] = (pad[c, i : i + 11, j : j + 11] * k2).sum()
     close(P.fill_image(x, "blur")[0], torch.from_numpy(ref), rtol=1e-10, atol_frac=1e-12)
+    assert torch.equal(P.fill_image(x, "blur"), _substrate(x, "blur"))  # one blur for explainers and metrics
 
 
 @pytest.mark.parametrize("name", ["lime", "rise", "occlusion"])

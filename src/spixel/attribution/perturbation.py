@@ -12,8 +12,8 @@ Fills (``fill=``), all in the model's *normalised* input space:
 
 - ``"zero"``: 0, i.e. the dataset mean colour (RISE's ``x ⊙ M``, Captum's default baseline);
 - ``"mean"``: every region filled with its own mean colour (lime's ``hide_color=None``; needs regions);
-- ``"blur"``: the image blurred by an 11×11 Gaussian of σ = 5 with zero padding (RISE's insertion substrate,
-  spec §6.2; a truncated, normalised kernel where RISE's ``gkern`` folds the Gaussian's tails back in);
+- ``"blur"``: the image blurred by RISE's 11×11 ``gkern`` of σ = 5 with zero padding (its insertion substrate,
+  spec §6.2; :func:`spixel.filters.gaussian_blur`, the same blur as the metrics' ``"blur"`` substrate);
 - a number (a constant in normalised space) or a tensor broadcastable to the input ``(N, 3, H, W)``.
 
 Common parameters: ``batch_size`` = rows per forward pass (``None``: the device's default, below);
@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import BadParameterError
+from ..filters import gaussian_blur
 from ..models.adapter import ModelAdapter
 from ..regions import paint, pool
 from ..types import Explanation, Segmentation, TargetLike
@@ -68,16 +69,6 @@ Accumulate = Callable[[Tensor, Tensor, Any, Tensor], None]
 
 
 # ---------------------------------------------------------------------------------------------- fills
-def gaussian_blur(x: Tensor, klen: int = 11, sigma: float = 5.0) -> Tensor:
-    """Per-channel Gaussian blur (``klen``×``klen``, σ = ``sigma``, normalised, zero padding) of ``(N, C, H, W)``."""
-    r = torch.arange(klen, device=x.device, dtype=x.dtype) - (klen - 1) / 2
-    k1 = torch.exp(-(r**2) / (2 * sigma**2))
-    k1 = k1 / k1.sum()
-    c = x.shape[1]
-    out = F.conv2d(x, k1.view(1, 1, 1, -1).expand(c, 1, 1, klen), padding=(0, klen // 2), groups=c)
-    return F.conv2d(out, k1.view(1, 1, -1, 1).expand(c, 1, klen, 1), padding=(klen // 2, 0), groups=c)
-
-
 def fill_image(x: Tensor, fill: str | float | Tensor, seg: Segmentation | None = None) -> Tensor:
     """The ``(N, 3, H, W)`` image that replaces the removed parts of ``x`` (see the module docstring)."""
     if isinstance(fill, Tensor):

@@ -44,6 +44,8 @@ from torch import Tensor
 
 from ..attribution._core import check_float, check_int, make_generator
 from ..errors import BadParameterError
+from ..filters import gaussian_blur as blur
+from ..filters import gaussian_window, separable_conv
 from ..models.adapter import ModelAdapter
 from ..regions import pool
 from ..types import Explanation, MetricResult, Segmentation
@@ -97,22 +99,6 @@ def _resolve_order(order: str, explanation: Explanation) -> Segmentation | None:
     if order == "region" and seg is None:
         raise BadParameterError("order='region' needs an explanation with a segmentation (explain(..., regions=...))")
     return None if order == "pixel" else seg
-
-
-def gaussian_kernel(klen: int = 11, nsig: float = 5.0) -> Tensor:
-    """RISE's ``gkern``: ``scipy.ndimage.gaussian_filter`` of a centred delta on a ``klen × klen`` grid (§6.2)."""
-    from scipy.ndimage import gaussian_filter
-
-    delta = np.zeros((klen, klen))
-    delta[klen // 2, klen // 2] = 1.0
-    return torch.from_numpy(gaussian_filter(delta, nsig)).float()
-
-
-def blur(x: Tensor, klen: int = 11, nsig: float = 5.0) -> Tensor:
-    """Per-channel blur with :func:`gaussian_kernel`, zero padding (``conv2d(padding=klen // 2)``, as RISE)."""
-    c = x.shape[1]
-    k = gaussian_kernel(klen, nsig).to(x.device, x.dtype).expand(c, 1, klen, klen)
-    return F.conv2d(x, k, padding=klen // 2, groups=c)
 
 
 def _substrate(x: Tensor, substrate: str | float) -> Tensor:
@@ -693,17 +679,14 @@ def insertion_blur(
     rank.scatter_(1, perm, torch.arange(h * w, device=perm.device).expand_as(perm))
     counts = torch.tensor([round(p * h * w) for p in ps], device=x.device)
     if sigma > 0:
-        rad = math.ceil(4 * sigma)
-        g = torch.exp(-0.5 * (torch.arange(-rad, rad + 1, dtype=x.dtype, device=x.device) / sigma) ** 2)
-        g = g / g.sum()
+        g = gaussian_window(sigma, math.ceil(4 * sigma), dtype=x.dtype, device=x.device)
     t_len = len(ps)
 
     def build(q: Tensor) -> tuple[Tensor, Tensor]:
         i, t = q // t_len, q % t_len
         m = (rank[i] < counts[t].unsqueeze(1)).view(-1, 1, h, w).to(x.dtype)
         if sigma > 0:
-            m = F.conv2d(F.pad(m, (rad, rad, 0, 0), mode="replicate"), g.view(1, 1, 1, -1))
-            m = F.conv2d(F.pad(m, (0, 0, rad, rad), mode="replicate"), g.view(1, 1, -1, 1))
+            m = separable_conv(m, g, "replicate")
         return x[i] * m, target[i]
 
     _, a = _batched(model, n * t_len, build, "logit", batch_size)

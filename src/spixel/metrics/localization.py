@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ..errors import BadInputError, BadParameterError
+from ..filters import gaussian_window, separable_conv
 from ..models.adapter import ModelAdapter
 from ..types import Explanation, MetricResult
 from .base import metric
@@ -106,13 +107,8 @@ def _warn_constant(a: Tensor, name: str, meta: dict[str, Any], what: str) -> Ten
 # ---------------------------------------------------------------------------------------------------- pointing game
 def _gaussian_smooth(a: Tensor, sigma: float) -> Tensor:
     """Separable Gaussian blur, kernel truncated at ⌈4σ⌉, zero padding (as TorchRay's ``imsmooth``)."""
-    r = int(np.ceil(4 * sigma))
-    t = torch.arange(-r, r + 1, dtype=a.dtype, device=a.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    y = torch.nn.functional.conv2d(a.unsqueeze(1), k.view(1, 1, 1, -1), padding=(0, r))
-    y = torch.nn.functional.conv2d(y, k.view(1, 1, -1, 1), padding=(r, 0))
-    return y[:, 0]
+    k = gaussian_window(sigma, int(np.ceil(4 * sigma)), dtype=a.dtype, device=a.device)
+    return separable_conv(a.unsqueeze(1), k, "zeros")[:, 0]
 
 
 @metric(

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import BadInputError, BadParameterError
+from ..filters import gaussian_window, separable_conv
 from ..models.adapter import ModelAdapter
 from ..registry import METRICS
 from ..types import Explanation, MetricResult, TargetLike
@@ -49,28 +50,19 @@ def _pick(a: Explanation, b: Explanation, use_raw: bool | None) -> tuple[Tensor,
     return ta, tb, bool(use_raw)
 
 
-def _gauss_kernel(sigma: float = 1.5, truncate: float = 3.5) -> Tensor:
-    r = int(truncate * sigma + 0.5)
-    t = torch.arange(-r, r + 1, dtype=torch.float64)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    return k / k.sum()
-
-
 def ssim_maps(a: Tensor, b: Tensor, data_range: Tensor, sigma: float = 1.5) -> Tensor:
     """Mean SSIM ``(N,)`` of ``(N, C, H, W)`` maps, averaged over channels (Wang et al. 2004): Gaussian window σ,
     truncated at 3.5σ, population covariances, K1 = 0.01, K2 = 0.03, border of the window's radius excluded —
     ``skimage.metrics.structural_similarity(gaussian_weights=True, use_sample_covariance=False)``.
     ``data_range``: ``(N,)``."""
-    k = _gauss_kernel(sigma)
-    r = (k.numel() - 1) // 2
-    n, c, h, w = a.shape
+    r = int(3.5 * sigma + 0.5)  # skimage: truncate = 3.5
+    k = gaussian_window(sigma, r, dtype=torch.float64)
+    n, _, h, w = a.shape
     if h < 2 * r + 1 or w < 2 * r + 1:
         raise BadInputError(f"SSIM with σ={sigma} needs maps of at least {2 * r + 1}x{2 * r + 1} pixels, got {h}x{w}")
 
     def filt(t: Tensor) -> Tensor:
-        t = t.reshape(n * c, 1, h, w)
-        t = nn.functional.conv2d(t, k.view(1, 1, 1, -1))
-        return nn.functional.conv2d(t, k.view(1, 1, -1, 1)).view(n, c, h - 2 * r, w - 2 * r)
+        return separable_conv(t, k, "valid")
 
     ux, uy = filt(a), filt(b)
     vx = filt(a * a) - ux * ux
