@@ -143,6 +143,9 @@ def test_run_stability_and_report(tmp_path, nets) -> None:
         assert word in md
     assert paths["figure"].stat().st_size > 1000
     assert json.loads(paths["json"].read_text())["settings"]["n_test"] == 6
+    # the report names the architectures the checkpoints record (both nets here are ResNet-style)
+    assert res["settings"]["archs"] == {"single": "resnet", "halves": "resnet", "folds": "resnet"}
+    assert "two ResNet-style models trained on disjoint halves" in md and "VGG" not in md
 
 
 def test_run_stability_without_models_says_what_to_do(tmp_path) -> None:

@@ -15,14 +15,21 @@ def _f(v: Any, digits: int = 3) -> str:
     return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
 
 
+def _net(arch: str | None, plural: bool = False) -> str:
+    """``"vgg"`` → ``"VGG-style model"`` (the architectures of :mod:`spixel.train.nets`)."""
+    name = {"resnet": "ResNet-style ", "vgg": "VGG-style "}.get(arch or "", "")
+    return f"{name}model{'s' if plural else ''}"
+
+
 def stability_markdown(result: dict[str, Any]) -> str:
     """The tables of :func:`spixel.bench.stability.run_stability` as Markdown."""
     st = result["settings"]
     seg = st["segments"]
+    archs = st.get("archs", {})
     lines = [
         "## Stability across disjoint halves (paper 000's protocol)",
         "",
-        f"SSIM (protocol B) between the maps of two ResNet-style models trained on disjoint halves, on "
+        f"SSIM (protocol B) between the maps of two {_net(archs.get('halves'), True)} trained on disjoint halves, on "
         f"{st['n_test']} held-out images, explaining the label. Mean ± s.e.m.; higher is more stable. Grouped = the "
         "signed map averaged over each region (`P_G`, mean, joint channels). Mean segments per image: "
         + ", ".join(f"{k} {v:.0f}" for k, v in seg.items())
@@ -54,7 +61,8 @@ def stability_markdown(result: dict[str, Any]) -> str:
         "",
         "## MeGe / ReCo across fold models",
         "",
-        f"{result['settings'].get('k_folds', 'k')} fold models (each trained on all folds but one), "
+        f"{result['settings'].get('k_folds', 'k')} fold {_net(archs.get('folds'), True)} (each trained on all "
+        "folds but one), "
         f"{n_mege} training images, each unseen by exactly one model. MeGe ∈ (0, 1], higher = more consistent "
         "explanations between models that agree (xplique's definition).",
         "",
@@ -72,7 +80,7 @@ def stability_markdown(result: dict[str, Any]) -> str:
         "## Localisation against the exact evidence",
         "",
         f"Pointing game (tolerance {tol:.1f} px = 15 px at 224 scaled to the input) against the evidence mask, "
-        "and MaxBoxAccV2 against its box, on the single ResNet-style model, explaining the label.",
+        f"and MaxBoxAccV2 against its box, on the single {_net(archs.get('single'))}, explaining the label.",
         "",
         "| method | pointing game | MaxBoxAccV2 |",
         "|---|---|---|",

@@ -312,6 +312,12 @@ def _read_manifest(models_dir: Path) -> tuple[dict[str, Any], dict[str, list[dic
     return manifest, by
 
 
+def _arch(model: ModelAdapter) -> str | None:
+    """The architecture a :mod:`spixel.train` net records in its config (``"resnet"``, ``"vgg"``), if any."""
+    cfg = getattr(model.module, "config", None)
+    return cfg.get("arch") if isinstance(cfg, dict) else None
+
+
 def run_stability(
     models_dir: str | Path,
     *,
@@ -354,7 +360,8 @@ def run_stability(
         "settings": {"models_dir": str(root), "n_test": len(images), "n_mege": n_mege, "seed": seed}
         | {"methods": {m: [METHODS[m][0], {**METHODS[m][1], **overrides.get(m, {})}] for m in methods}}
         | {"quick": quick, "partitions": parts.params, "segments": parts.counts}
-        | {"accuracy": {r["name"]: r["accuracy"] for r in manifest["models"]}, "ssim_protocol": "B"},
+        | {"accuracy": {r["name"]: r["accuracy"] for r in manifest["models"]}, "ssim_protocol": "B"}
+        | {"archs": {k: _arch(m) for k, m in (("single", single), ("halves", halves[0]), ("folds", folds_models[0]))}},
         "evidence": evidence_rows(single, images, labels, masks, seed),
     }
     result["ssim"] = stability_rows(halves[0], halves[1], x, y, parts, methods, seed, say, overrides)
