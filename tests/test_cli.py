@@ -394,7 +394,7 @@ def test_demo_with_stand_in_samples(tmp_path, monkeypatch, capsys):
         _Sample("chelsea", _chelsea(), [281, 282, 285], (140, 20, 380, 300), "scikit-image"),
         _Sample("coffee", data.coffee(), [967], (60, 20, 500, 330), "scikit-image"),
     ]
-    monkeypatch.setattr(cli, "_load_samples", lambda: fake)
+    monkeypatch.setattr(cli.demo, "_load_samples", lambda: fake)
     out = tmp_path / "demo"
     methods = [m for m in ("saliency", "gradcam") if m in METHODS]
     assert cli.main(["demo", "--out", str(out), "--methods", ",".join(methods)]) == 0, capsys.readouterr().err
@@ -412,10 +412,10 @@ def test_demo_with_stand_in_samples(tmp_path, monkeypatch, capsys):
 
 def test_demo_states_its_cheaper_settings():
     ig = METHODS.get("integrated_gradients")
-    assert cli._demo_note(ig, cli.DEMO_PARAMS["integrated_gradients"]) == (
+    assert cli.demo._demo_note(ig, cli.DEMO_PARAMS["integrated_gradients"]) == (
         "Demo setting, for speed: n_steps=16 (default 50)."
     )
-    assert cli._demo_note(METHODS.get("saliency"), {}) == ""
+    assert cli.demo._demo_note(METHODS.get("saliency"), {}) == ""
 
 
 def test_demo_with_the_bundled_photos(tmp_path, capsys):

@@ -23,7 +23,7 @@ MODEL = ["--model", "efficientnet_lite0"]
 
 
 def _segmenters():
-    return cli._segmenters()
+    return cli.common.segmenters()
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +283,7 @@ def test_segment_grid_writes_labels_overlay_and_json(photos, tmp_path, capsys):
     assert yellow[:, 63].mean() > 0.9 and yellow[:, 64:126].mean() < 0.2
 
 
-@pytest.mark.skipif("slic" not in cli._segmenters(), reason="slic is not registered yet")
+@pytest.mark.skipif("slic" not in cli.common.segmenters(), reason="slic is not registered yet")
 def test_segment_slic_matches_skimage_and_no_crop_keeps_the_photo(photos, tmp_path, capsys):
     from skimage.segmentation import slic
 

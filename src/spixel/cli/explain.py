@@ -1,0 +1,246 @@
+"""``spixel explain``: every method on every image, overlays, ``.npy`` maps and ``explanation.json``; the batch
+helpers (running methods, regions, classes) that ``evaluate`` and ``demo`` reuse."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import BadImageError, BadParameterError, SpixelError
+from .common import (
+    assign_params,
+    expand_images,
+    get_model,
+    load_item,
+    one_line,
+    parse_methods,
+    parse_params,
+    parse_regions,
+    prepare_out,
+    print_error,
+    resolve_device,
+    resolve_target,
+)
+
+
+def run_methods(
+    model: Any,
+    x: Any,
+    entries: Sequence[Any],
+    per: dict[str, dict[str, Any]],
+    target: Any,
+    seed: int,
+    regions: Any = None,
+    channels: dict[str, str] | None = None,
+) -> dict[str, tuple[Any, float]]:
+    """Every method on the batch ``x``: ``{name: (Explanation, wall seconds for the batch)}``. ``regions`` (a
+    ``Segmentation`` of the batch) goes to every method; ``channels`` to the methods named in it (the grouped
+    ones, see :func:`region_roles`)."""
+    from ..api import explain
+
+    out = {}
+    for e in entries:
+        kw: dict[str, Any] = {}
+        if regions is not None:
+            kw["regions"] = regions
+            if channels and e.name in channels:
+                kw["channels"] = channels[e.name]
+        t0 = time.perf_counter()
+        try:
+            ex = explain(model, x, e.name, target, seed=seed, **kw, **per[e.name])
+        except SpixelError as err:
+            raise BadParameterError(f"{e.name}: {one_line(err)}") from None
+        out[e.name] = (ex, time.perf_counter() - t0)
+    return out
+
+
+def region_roles(entries: Sequence[Any], channels: str | None) -> dict[str, str]:
+    """Check that ``--regions`` applies to every listed method and return ``{grouped method: channels}``.
+
+    Methods with a ``regions`` parameter (LIME, occlusion, XRAI) use the regions themselves; methods that make
+    their own superpixels (SWAG, ``groupable=False``) refuse them; every other method is grouped (spec §1.2) and
+    pools its channels as ``channels`` says (a ``--channels`` no listed method can use is an error)."""
+    from ..regions import uses_regions
+
+    own = [e.name for e in entries if e.info.get("groupable", True) is False and not uses_regions(e.name)]
+    if own:
+        raise BadParameterError(
+            f"{', '.join(own)} make{'s' if len(own) == 1 else ''} {'its' if len(own) == 1 else 'their'} own "
+            "superpixels: --regions does not apply; run without --regions (or list the other methods separately)"
+        )
+    grouped = [e.name for e in entries if not uses_regions(e.name)]
+    if channels is not None and not grouped:
+        names = ", ".join(e.name for e in entries)
+        verb = "uses its" if len(entries) == 1 else "use their"
+        raise BadParameterError(f"--channels applies to grouped methods; {names} {verb} regions themselves")
+    return {n: channels or "joint" for n in grouped}
+
+
+def batch_classes(model: Any, x: Any, results: dict[str, tuple[Any, float]], target: Any) -> dict[str, list]:
+    """Predicted / explained class and probability per image: from the explanations' ``meta`` (every method
+    saw the same forward pass), or from one extra forward when a method does not record them."""
+    keys = ("predicted", "predicted_probability", "target", "probability")
+    meta = next(iter(results.values()))[0].meta
+    if all(isinstance(meta.get(k), list) and len(meta[k]) == x.shape[0] for k in keys):
+        return {k: meta[k] for k in keys}
+    from ..types import resolve_targets
+
+    probs = model.predict(x).cpu()
+    pred = probs.argmax(1)
+    t = resolve_targets(target, x.shape[0], probs.shape[1], predicted=pred)
+    return {
+        "predicted": pred.tolist(),
+        "predicted_probability": probs.max(1).values.tolist(),
+        "target": t.tolist(),
+        "probability": probs.gather(1, t.view(-1, 1)).view(-1).tolist(),
+    }
+
+
+#: Overlays with region boundaries are drawn this many times larger, their boundaries one output pixel wide.
+REGION_OVERLAY_SCALE = 2.0
+
+
+#: Overlays of small inputs (e.g. the 64×64 synthetic images) are enlarged to at least this many pixels a side so
+#: that the title and colour bar fit.
+MIN_OVERLAY_SIDE = 256
+
+
+def region_overlay(rgb01: Any, amap: Any, title: str | None, labels: Any = None) -> Any:
+    """The overlay of one map; with region ``labels`` (``H × W`` ints) enlarged ``REGION_OVERLAY_SCALE`` times
+    with the regions' boundaries drawn in thin white lines; small inputs enlarged to ``MIN_OVERLAY_SIDE``."""
+    from ..viz.overlay import overlay
+
+    if labels is None:
+        return overlay(rgb01, amap, title=title, min_side=MIN_OVERLAY_SIDE)
+    return overlay(rgb01, amap, title=title, boundaries=labels, scale=REGION_OVERLAY_SCALE, min_side=MIN_OVERLAY_SIDE)
+
+
+def segment_batch(model: Any, x: Any, regions: tuple[str, dict[str, Any]] | None) -> tuple[Any, dict[str, Any]]:
+    """``--regions``: the batch's :class:`~spixel.types.Segmentation` (once for all methods; segmenters see
+    ``model.to_rgb01(x)``) and what ``explanation.json`` records of it (segmenter, parameters with their defaults,
+    seconds for the batch); ``(None, {})`` without regions."""
+    if regions is None:
+        return None, {}
+    from ..segmentation import segment
+
+    name, params = regions
+    t0 = time.perf_counter()
+    try:
+        seg = segment(model.to_rgb01(x), name, **params)
+    except SpixelError as err:
+        raise BadParameterError(f"--regions {name}: {one_line(err)}") from None
+    return seg, {"segmenter": name, "params": seg.meta.get("params", params), "seconds": time.perf_counter() - t0}
+
+
+def class_info(model: Any, k: int, prob: float) -> dict[str, Any]:
+    return {"class": int(k), "label": model.label(int(k)), "probability": float(prob)}
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from .. import __version__
+    from ..io import save_json, save_map, save_png
+    from ..viz.overlay import is_signed
+
+    entries = parse_methods(args.method)
+    per = assign_params(entries, parse_params(args.param))
+    regions = parse_regions(args.regions, args.seed) if args.regions is not None else None
+    if regions is None and args.channels is not None:
+        raise BadParameterError("--channels only applies with --regions (e.g. --regions slic)")
+    channels = region_roles(entries, args.channels) if regions is not None else None
+    device = resolve_device(args.device)
+    items = expand_images(args.images)
+    out = prepare_out(args.out)
+    model = get_model(args.model, args.weights, device)
+    target = resolve_target(args.target, model)
+
+    n_bad = n_done = 0
+    bar = tqdm(total=len(items), disable=len(items) <= 1, file=sys.stderr, unit="img", desc="spixel explain")
+    for s in range(0, len(items), args.batch_size):
+        chunk, good = items[s : s + args.batch_size], []
+        for it in chunk:
+            try:
+                good.append((it, load_item(it)[0]))
+            except BadImageError as err:
+                print_error(one_line(err))
+                n_bad += 1
+        if good:
+            x = model.preprocess([rgb for _, rgb in good])
+            seg, seg_info = segment_batch(model, x, regions)
+            results = run_methods(model, x, entries, per, target, args.seed, seg, channels)
+            rgb01 = model.to_rgb01(x).permute(0, 2, 3, 1).float().cpu().numpy()
+            meta = batch_classes(model, x, results, target)
+            region_labels = {
+                name: ex.segmentation.labels.cpu().numpy()
+                for name, (ex, _) in results.items()
+                if ex.segmentation is not None
+            }
+            for i, (it, rgb) in enumerate(good):
+                d = out / it.name
+                info: dict[str, Any] = {
+                    "spixel_version": __version__,
+                    "model": model.name,
+                    "weights": args.weights,
+                    "device": device,
+                    "image": it.source,
+                    "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],
+                    "input_size": int(x.shape[-1]),
+                    "predicted": class_info(model, meta["predicted"][i], meta["predicted_probability"][i]),
+                    "explained": class_info(model, meta["target"][i], meta["probability"][i]),
+                    "target_given": args.target,
+                    "regions": None
+                    if seg is None
+                    else {
+                        **seg_info,
+                        "num_segments": int(seg.num_segments[i]),
+                        "seconds": seg_info["seconds"] / len(good),
+                    },
+                    "methods": {},
+                }
+                for name, (ex, secs) in results.items():
+                    amap = ex.attribution[i].detach().float().cpu().numpy()
+                    save_map(d / f"{name}.npy", amap)
+                    lab = info["explained"]
+                    title = f"{name}\n{lab['label']} (p = {lab['probability']:.2f})"
+                    k_i = int(ex.segmentation.num_segments[i]) if ex.segmentation is not None else None
+                    if k_i is not None:
+                        src = seg_info["segmenter"] if seg is not None else ex.segmentation.meta.get("segmenter")
+                        title += f"\n{k_i} regions" + (f" ({src})" if src else "")
+                    save_png(
+                        d / f"{name}.png",
+                        region_overlay(
+                            rgb01[i], amap, title, region_labels[name][i] if name in region_labels else None
+                        ),
+                    )
+                    info["methods"][name] = {
+                        "params": ex.meta.get("params", {}),
+                        "seed": ex.meta.get("seed"),
+                        "seconds": secs / len(good),
+                        "batch_images": len(good),
+                        "signed": is_signed(amap),
+                        "overlay": f"{name}.png",
+                        "map": f"{name}.npy",
+                    }
+                    if k_i is not None:
+                        info["methods"][name]["num_segments"] = k_i
+                    if channels and name in channels:
+                        info["methods"][name]["channels"] = channels[name]
+                save_json(d / "explanation.json", info)
+                n_done += 1
+            del x, results
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+        bar.update(len(chunk))
+    bar.close()
+    if n_done:
+        print(f"spixel: wrote {n_done} image(s) × {len(entries)} method(s) to {out}/")
+    if n_bad:
+        if len(items) > 1:
+            print_error(f"{n_bad} of {len(items)} image(s) could not be read; the others were written")
+        return 2
+    return 0

@@ -1,0 +1,226 @@
+"""The ``spixel`` argument parser: one sub-parser per command (documented in :mod:`spixel.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import Parser, positive_int, seed_arg
+from .demo import DEMO_METHODS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    p = Parser(prog="spixel", description="Saliency maps for image classifiers: explain, segment, list, demo.")
+    p.add_argument("--version", action="version", version=f"spixel {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    e = sub.add_parser(
+        "explain",
+        help="explain a model's decisions on images",
+        description="Write an overlay PNG, the map (.npy) and explanation.json per image.",
+    )
+    e.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    e.add_argument("--model", required=True, help="model name (spixel list models)")
+    e.add_argument("--weights", default=None, help="local weights file (state_dict) for the model")
+    e.add_argument("--method", required=True, help="method name(s), comma-separated (spixel list methods)")
+    e.add_argument(
+        "--target",
+        default=None,
+        help="class to explain: an index or an exact label name (default: the predicted class)",
+    )
+    e.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method parameter, repeatable (e.g. n_steps=20, squared=true)",
+    )
+    e.add_argument("--out", default="spixel_out", help="output folder (default: spixel_out)")
+    e.add_argument("--seed", type=seed_arg, default=0, help="seed of the stochastic methods (default: 0)")
+    e.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    e.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (default: 8)")
+    e.add_argument(
+        "--regions",
+        default=None,
+        metavar="NAME[:KEY=VALUE,...]",
+        help="group the maps over regions of a segmenter (spixel list segmenters), "
+        "e.g. slic:n_segments=100,compactness=20 or quickshift:max_dist=3",
+    )
+    e.add_argument(
+        "--channels",
+        default=None,
+        choices=["joint", "per_channel"],
+        help="with --regions: pool a region over all channels together (joint, default) or each "
+        "channel separately (per_channel)",
+    )
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="score the explanations of images with metrics (deletion, insertion, ...)",
+        description="Explain each image with each method, score every (method, metric) and write "
+        "scores.csv, summary.json and the averaged curves (curves_<metric>.png).",
+    )
+    ev.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="image files, folders of images, or bundled photos as sample:NAME (they carry a box)",
+    )
+    ev.add_argument("--model", required=True, help="model name (spixel list models)")
+    ev.add_argument("--weights", default=None, help="local weights file (state_dict) for the model")
+    ev.add_argument("--method", required=True, help="method name(s), comma-separated (spixel list methods)")
+    ev.add_argument("--metric", required=True, help="metric name(s), comma-separated (spixel list metrics)")
+    ev.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method parameter, repeatable (e.g. n_steps=20)",
+    )
+    ev.add_argument(
+        "--metric-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="metric parameter, repeatable; goes to every listed metric that accepts it "
+        "(e.g. n_steps=16, substrate=blur, tolerance=0)",
+    )
+    ev.add_argument(
+        "--target",
+        default=None,
+        help="class to explain and score: an index or an exact label (default: the predicted class)",
+    )
+    ev.add_argument(
+        "--box",
+        default=None,
+        metavar="X0,Y0,X1,Y1",
+        help="ground-truth box of the single IMAGE in its original pixels (exclusive ends), for the "
+        "localisation metrics; sample:NAME photos carry their own",
+    )
+    ev.add_argument("--out", default="spixel_eval", help="output folder (default: spixel_eval)")
+    ev.add_argument("--seed", type=seed_arg, default=0, help="seed of the stochastic methods and metrics (default: 0)")
+    ev.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    ev.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (default: 8)")
+    ev.add_argument(
+        "--regions",
+        default=None,
+        metavar="NAME[:KEY=VALUE,...]",
+        help="explain over the regions of a segmenter (as in explain); the fidelity metrics then "
+        "perturb in region order",
+    )
+    ev.add_argument(
+        "--channels",
+        default=None,
+        choices=["joint", "per_channel"],
+        help="with --regions: how grouped methods pool their channels (default: joint)",
+    )
+
+    sg = sub.add_parser(
+        "segment",
+        help="split images into regions (superpixels) and draw them",
+        description="Write a boundary overlay PNG, the labels (.npy, int64) and a JSON per image and segmenter.",
+    )
+    sg.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    sg.add_argument("--segmenter", required=True, help="segmenter name(s), comma-separated (spixel list segmenters)")
+    sg.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="segmenter parameter, repeatable (e.g. n_segments=200, compactness=20)",
+    )
+    crop = sg.add_mutually_exclusive_group()
+    crop.add_argument(
+        "--model", default=None, help="crop each image as this model's preprocessing does (default: efficientnet_lite0)"
+    )
+    crop.add_argument("--no-crop", action="store_true", help="segment the full photo instead of the model's crop")
+    sg.add_argument("--weights", default=None, help="local weights file, for a --model that needs one")
+    sg.add_argument(
+        "--fill",
+        default="none",
+        choices=["none", "colors", "mean"],
+        help="paint the regions under the boundaries: none (the photo, default), colors (a distinct "
+        "colour each) or mean (each region's mean colour)",
+    )
+    sg.add_argument("--out", default="spixel_out", help="output folder (default: spixel_out)")
+    sg.add_argument("--seed", type=seed_arg, default=0, help="seed of stochastic segmenters (default: 0)")
+    sg.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    sg.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (default: 8)")
+
+    ls = sub.add_parser("list", help="list the registered methods, models, segmenters and metrics")
+    ls.add_argument(
+        "what",
+        nargs="?",
+        choices=["methods", "models", "segmenters", "metrics"],
+        help="only methods, models, segmenters or metrics",
+    )
+
+    d = sub.add_parser("demo", help="explain the bundled photos and write an HTML gallery")
+    d.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    d.add_argument("--model", default="efficientnet_lite0", help="model name (default: efficientnet_lite0)")
+    d.add_argument(
+        "--methods",
+        default=None,
+        help=f"comma-separated methods (default: the registered ones of {','.join(DEMO_METHODS)})",
+    )
+    d.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    d.add_argument("--batch-size", type=positive_int, default=4, help="photos per batch (default: 4)")
+
+    tr = sub.add_parser(
+        "train",
+        help="train models on the synthetic ground-truth data (checkpoints for spixel.load_model)",
+        description="Train on SyntheticDataset(N, SIZE, seed=DATA_SEED), score on SyntheticDataset(N_TEST, SIZE, "
+        "seed=DATA_SEED+1) and write checkpoints (.pt, loadable by spixel.load_model(path)) to --out. Recipes: "
+        "one model; tiny (a 32×32 VGG-style model without distractors in ~30 s, to try methods on); halves (two "
+        "models on disjoint halves); folds (K models, MeGe); roar (retraining with the "
+        "top-p% pixels of an explanation removed); gad (GAD support regressions for a class pair); benchmark "
+        "(all of them, with manifest.json).",
+    )
+    tr.add_argument(
+        "recipe", choices=["one", "tiny", "halves", "folds", "roar", "gad", "benchmark"], help="what to train"
+    )
+    tr.add_argument("--out", required=True, help="output folder for the checkpoints")
+    tr.add_argument("--arch", default=None, choices=["resnet", "vgg"], help="architecture (default: resnet; tiny: vgg)")
+    tr.add_argument("--n", type=positive_int, default=None, help="training images (default: 8000)")
+    tr.add_argument("--n-test", type=positive_int, default=1000, help="held-out images (default: 1000)")
+    tr.add_argument("--size", type=positive_int, default=None, help="image size in pixels (default: 64; tiny: 32)")
+    tr.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help="training epochs (default: 40 (resnet) / 24 (vgg); benchmark: every model's, default per model)",
+    )
+    tr.add_argument("--batch-size", type=positive_int, default=None, help="training batch size (default: 64)")
+    tr.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
+    tr.add_argument("--seed", type=seed_arg, default=0, help="seed of initialisation and shuffling (default: 0)")
+    tr.add_argument("--data-seed", type=seed_arg, default=0, help="seed of the training images (default: 0)")
+    tr.add_argument("--k", type=positive_int, default=4, help="folds: number of folds (default: 4)")
+    tr.add_argument(
+        "--base", default=None, help="roar, gad: checkpoint of the model to start from (default: train one first)"
+    )
+    tr.add_argument("--method", default="saliency", help="roar: the explanation that ranks pixels (default: saliency)")
+    tr.add_argument("--levels", default="0.1,0.5,0.9", help="roar: removal fractions (default: 0.1,0.5,0.9)")
+    tr.add_argument("--pair", default="0,1", help="gad: class pair a,b (default: 0,1)")
+    tr.add_argument("--alphas", default="0,2,4,6,8", help="gad: logit shifts (default: 0,2,4,6,8)")
+    tr.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    b = sub.add_parser(
+        "bench",
+        help="reproduce a paper's table on the synthetic ground truth (stability: paper 000)",
+        description="stability: SSIM between the maps of the two disjoint-half models, pixel versus grouped (SLIC, "
+        "Quickshift, square, random) for Simple Gradient, IG, SmoothGrad and Sparsified SmoothGrad; MeGe/ReCo over "
+        "the fold models; pointing game and MaxBoxAccV2 against the exact evidence; the evidence-occlusion check. "
+        "Reads the models of 'spixel train benchmark --out DIR'; writes stability.md, stability.json, stability.png.",
+    )
+    b.add_argument("protocol", choices=["stability"], help="which protocol")
+    b.add_argument("--models", required=True, help="folder written by spixel train benchmark (with manifest.json)")
+    b.add_argument("--out", required=True, help="output folder for the report")
+    b.add_argument("--n-test", type=positive_int, default=256, help="held-out images (default: 256)")
+    b.add_argument("--n-mege", type=positive_int, default=256, help="training images for MeGe (default: 256)")
+    b.add_argument("--methods", default=None, help="comma-separated subset of the four base methods (default: all)")
+    b.add_argument("--quick", action="store_true", help="SmoothGrad 50 / SSG 64 noise samples instead of 100 / 256")
+    b.add_argument("--seed", type=seed_arg, default=0, help="seed of the noise and the random partition (default: 0)")
+    b.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    return p
