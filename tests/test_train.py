@@ -245,6 +245,20 @@ def test_roar_recipe_retrains_on_modified_images(tmp_path, pattern, tiny):
     assert cfg["widths"] == [8, 16, 16]  # the base recipe
 
 
+def test_roar_reference_is_the_level_0_retraining(tmp_path, pattern, tiny):
+    from spixel.train import train_roar_reference
+
+    train = PatternData(48, seed=0)
+    ref = train_roar_reference(tiny, train, pattern[1], tmp_path, name="r", epochs=1, progress=False)
+    (zero,) = train_roar(tiny, train, pattern[1], tmp_path, "saliency", levels=(0.0,), epochs=1, progress=False)
+    # same recipe, seed and (unmodified) images: the very same model, without explaining any image
+    x = tiny.preprocess(pattern[1].arrays()[0][:8])
+    torch.testing.assert_close(ref.model.module(x), zero.model.module(x), rtol=0, atol=0)
+    cfg = load_checkpoint(ref.path).module.checkpoint
+    assert ref.path.name == "r-reference.pt" and cfg["data"]["roar"]["level"] == 0.0 and cfg["widths"] == [8, 16, 16]
+    assert cfg["epochs"] == 1 and ref.accuracy == pytest.approx(zero.accuracy)
+
+
 # ---------------------------------------------------------------------------------------------- GAD
 def test_gad_target_rule_by_hand():
     z = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
@@ -357,6 +371,15 @@ def test_cli_train_bad_input_exits_2(tmp_path, monkeypatch, capsys, args):
     assert len(err) == 1 and err[0].startswith("spixel: error:")
 
 
+def test_cli_train_roar_trains_the_base_the_reference_and_each_level(tmp_path, capsys):
+    out = tmp_path / "r"
+    args = ["train", "roar", "--out", str(out), "--n", "40", "--n-test", "20", "--size", "16", "--epochs", "1"]
+    assert main([*args, "--levels", "0.5", "--method", "saliency", "--no-progress"]) == 0
+    names = sorted(p.name for p in out.glob("*.pt"))
+    assert names == ["resnet-roar-reference.pt", "resnet-roar-saliency-50.pt", "resnet.pt"]
+    assert capsys.readouterr().out.count("held-out accuracy") == 3
+
+
 def test_cli_train_tiny_refuses_another_size_before_creating_the_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["train", "tiny", "--out", "X", "--size", "64"]) == 2
@@ -392,8 +415,9 @@ def test_benchmark_set_writes_every_checkpoint_and_the_manifest(tmp_path):
     )
     assert json.loads((tmp_path / "manifest.json").read_text()) == json.loads(json.dumps(man))
     names = [m["name"] for m in man["models"]]
-    assert names[:2] == ["resnet", "vgg"] and len(names) == 2 + 2 + 4 + 9 + 2
+    assert names[:2] == ["resnet", "vgg"] and len(names) == 2 + 2 + 4 + 1 + 9 + 2
     assert len(man["roar"]) == 9 and {r["level"] for r in man["roar"]} == {0.1, 0.5, 0.9}
+    assert man["roar_reference"]["path"] == "resnet-roar-reference.pt" and "roar-reference" in man["stages"]
     assert [g["alpha"] for g in man["gad"]] == [0.0, 8.0]
     for m in man["models"]:
         model = spixel.load_model(str(tmp_path / m["path"]))

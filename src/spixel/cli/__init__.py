@@ -94,8 +94,9 @@ Commands
     that ``spixel.load_model(path)`` (and ``--model path``) reads. ``one``: one model; ``tiny``: a 32×32 VGG-style
     model without distractors in about 30 s (:func:`spixel.train.train_tiny`); ``halves``: two models on
     disjoint halves (paper 000); ``folds``: ``--k`` models, each without one fold (MeGe); ``roar``: retraining with
-    the top ``--levels`` fractions of ``--method``'s pixels replaced by the mean colour; ``gad``: GAD support
-    regressions for ``--pair a,b`` and ``--alphas`` (spec §4.1). ``roar`` and ``gad`` start from ``--base CKPT``
+    the top ``--levels`` fractions of ``--method``'s pixels replaced by the mean colour, plus the reference
+    retrained with nothing removed; ``gad``: GAD support regressions for ``--pair a,b`` and ``--alphas`` (spec
+    §4.1). ``roar`` and ``gad`` start from ``--base CKPT``
     or train one first. ``benchmark`` trains every model the benchmarks need and writes ``manifest.json``
     (:func:`spixel.train.recipes.train_benchmark_set`). ``--epochs``, ``--batch-size``, ``--lr``, ``--seed`` set the
     training recipe; ``--threads`` torch's CPU threads; ``--no-progress`` hides the progress bars.

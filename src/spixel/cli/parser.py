@@ -173,9 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train on SyntheticDataset(N, SIZE, seed=DATA_SEED), score on SyntheticDataset(N_TEST, SIZE, "
         "seed=DATA_SEED+1) and write checkpoints (.pt, loadable by spixel.load_model(path)) to --out. Recipes: "
         "one model; tiny (a 32×32 VGG-style model without distractors in ~30 s, to try methods on); halves (two "
-        "models on disjoint halves); folds (K models, MeGe); roar (retraining with the "
-        "top-p% pixels of an explanation removed); gad (GAD support regressions for a class pair); benchmark "
-        "(all of them, with manifest.json).",
+        "models on disjoint halves); folds (K models, MeGe); roar (retraining with the top-p% pixels of an "
+        "explanation removed, plus the same retraining with nothing removed); gad (GAD support regressions for a "
+        "class pair); benchmark (all of them, with manifest.json).",
     )
     tr.add_argument(
         "recipe", choices=["one", "tiny", "halves", "folds", "roar", "gad", "benchmark"], help="what to train"

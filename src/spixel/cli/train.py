@@ -81,8 +81,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"  {first.path}: held-out accuracy {first.accuracy:.1%} (base model)")
             base = first.model
         if args.recipe == "roar":
-            rows = recipes.train_roar(base, train, test, out, args.method, levels=levels, progress=progress,
-                                      **{k: v for k, v in fit.items() if k != "seed"})  # fmt: skip
+            kw = {k: v for k, v in fit.items() if k != "seed"}
+            rows = [recipes.train_roar_reference(base, train, test, out, progress=progress, **kw)]
+            rows += recipes.train_roar(base, train, test, out, args.method, levels=levels, progress=progress, **kw)
         else:
             rows = recipes.train_gad_supports(base, train, test, out, pair=(int(pair[0]), int(pair[1])),
                                               alphas=alphas, seed=args.seed, progress=progress)  # fmt: skip

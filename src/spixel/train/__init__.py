@@ -3,7 +3,8 @@
 * :func:`fit` / :func:`accuracy` — the loop (:mod:`spixel.train.loop`); nets in :mod:`spixel.train.nets`;
 * :func:`save_checkpoint` / :func:`load_checkpoint` — ``spixel.load_model(path)`` reads them;
 * recipes (:mod:`spixel.train.recipes`): :func:`train_one`, :func:`train_halves`, :func:`train_folds`,
-  :func:`train_roar`, :func:`train_gad_supports`, :func:`train_benchmark_set`;
+  :func:`train_roar` (and :func:`train_roar_reference`, its 0 % point), :func:`train_gad_supports`,
+  :func:`train_benchmark_set`;
   :func:`train_tiny` — a 32×32 model in ~30 s, for trying methods and for tests.
 """
 
@@ -23,6 +24,7 @@ from .recipes import (
     train_indices,
     train_one,
     train_roar,
+    train_roar_reference,
     train_tiny,
 )
 
@@ -48,5 +50,6 @@ __all__ = [
     "train_indices",
     "train_one",
     "train_roar",
+    "train_roar_reference",
     "train_tiny",
 ]

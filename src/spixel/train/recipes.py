@@ -280,6 +280,40 @@ _RECIPE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_d
 _RECIPE_KEYS += ("shift", "seed")
 
 
+def _roar_recipe(base: ModelAdapter, fit_params: dict[str, Any]) -> dict[str, Any]:
+    """``base``'s training recipe (its ``train_info`` and net config), overridden by ``fit_params``."""
+    info0 = getattr(base.module, "train_info", None) or {}
+    recipe = {k: v for k, v in info0.items() if k in _RECIPE_KEYS}
+    cfg = getattr(base.module, "config", {}) or {}
+    recipe.update({k: cfg[k] for k in ("arch", "widths", "blocks", "pool") if k in cfg})
+    recipe.update(_fit_kwargs(fit_params))
+    return recipe
+
+
+def train_roar_reference(
+    base: ModelAdapter,
+    train: Any,
+    test: Any,
+    out_dir: str | Path,
+    *,
+    name: str | None = None,
+    progress: bool = True,
+    **fit_params: Any,
+) -> Trained:
+    """ROAR's 0 % point (spec §1.6): a fresh model retrained exactly as :func:`train_roar` retrains (``base``'s
+    recipe and seed, overridden by ``fit_params``) on the *unmodified* images — the accuracy every ROAR level is
+    read against (Hooker et al. compare retrained models with retrained models). Checkpoint
+    ``<name>-reference.pt``; it equals :func:`train_roar` at level 0 without explaining any image."""
+    recipe = _roar_recipe(base, fit_params)
+    nm = f"{name or str(recipe.get('arch', 'resnet')) + '-roar'}-reference"
+    img, lab = as_arrays(train)
+    labels = base.labels or class_names(train)
+    model = fit((img.permute(0, 2, 3, 1), lab), labels=labels, name=nm, progress=progress, **recipe)
+    data = {**data_info(train), "indices": "all", "roar": {"base": base.name, "level": 0.0, "target": "label"}}
+    params, info = {**recipe, "level": 0.0}, {"method": None, "level": 0.0}
+    return _record(model, test, Path(out_dir) / f"{nm}.pt", "roar", params, data, info=info)
+
+
 def train_roar(
     base: ModelAdapter,
     train: Any,
@@ -306,11 +340,7 @@ def train_roar(
     for p in levels:
         if not 0.0 <= p <= 1.0:
             raise BadParameterError(f"ROAR levels are fractions in [0, 1], got {p!r}")
-    info0 = getattr(base.module, "train_info", None) or {}
-    recipe = {k: v for k, v in info0.items() if k in _RECIPE_KEYS}
-    cfg = getattr(base.module, "config", {}) or {}
-    recipe.update({k: cfg[k] for k in ("arch", "widths", "blocks", "pool") if k in cfg})
-    recipe.update(_fit_kwargs(fit_params))
+    recipe = _roar_recipe(base, fit_params)
     seed = int(recipe.get("seed", 0)) if seed is None else seed
     mparams = dict(ROAR_PARAMS.get(method, {}) if params is None else params)
     base_name = name or f"{recipe.get('arch', 'resnet')}-roar"
@@ -612,6 +642,7 @@ def train_benchmark_set(
         "epochs": ep,
         "models": [],
         "roar": [],
+        "roar_reference": None,
         "gad": [],
         "stages": {},
         "seconds": None,
@@ -663,6 +694,12 @@ def train_benchmark_set(
         "folds",
         t,
     )
+    t = time.perf_counter()
+    ref = train_roar_reference(
+        resnet.model, tr_data, te_data, out, name="resnet-roar", progress=progress, **{**fp, "epochs": roar_epochs}
+    )
+    manifest["roar_reference"] = {"accuracy": ref.accuracy, "path": ref.row(out)["path"]}
+    stage("roar-reference", [ref], "roar", t)
     for method in roar_methods:
         t = time.perf_counter()
         rows = train_roar(
