@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -143,6 +144,9 @@ def test_run_stability_and_report(tmp_path, nets) -> None:
         assert word in md
     assert paths["figure"].stat().st_size > 1000
     assert json.loads(paths["json"].read_text())["settings"]["n_test"] == 6
+    page = paths["html"].read_text()
+    assert base64.b64encode(paths["figure"].read_bytes()).decode() in page  # the figure itself, embedded
+    assert page.count("<table>") == md.count("| method |") + md.count("| condition |") > 0
     # the report names the architectures the checkpoints record (both nets here are ResNet-style)
     assert res["settings"]["archs"] == {"single": "resnet", "halves": "resnet", "folds": "resnet"}
     assert "two ResNet-style models trained on disjoint halves" in md and "VGG" not in md
@@ -169,3 +173,14 @@ def test_cli_bench_stability(tmp_path, nets, capsys) -> None:
     assert "unknown stability method" in capsys.readouterr().err
     assert main(["bench", "stability", "--models", str(tmp_path / "none"), "--out", str(tmp_path / "r2")]) == 2
     assert "spixel train benchmark" in capsys.readouterr().err
+
+
+def test_markdown_html_renders_our_subset_and_escapes() -> None:
+    from spixel.bench.report import markdown_html
+
+    md = "## A <b> & `x<1`\n\ntext **bold** and `code`\n\n| a | b |\n|---|---|\n| 1 | <2> |\n"
+    assert markdown_html(md) == (
+        "<h2>A &lt;b&gt; &amp; <code>x&lt;1</code></h2>\n"
+        "<p>text <b>bold</b> and <code>code</code></p>\n"
+        "<table><tr><th>a</th><th>b</th></tr>\n<tr><td>1</td><td>&lt;2&gt;</td></tr>\n</table>"
+    )

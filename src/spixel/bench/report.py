@@ -1,8 +1,12 @@
-"""Reports of the bench protocols: JSON (everything), Markdown tables (for the docs) and PNG figures."""
+"""Reports of the bench protocols: JSON (everything), Markdown tables (for the docs), PNG figures and one
+self-contained HTML page (the figure embedded, the tables rendered) to open in a browser."""
 
 from __future__ import annotations
 
+import base64
+import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -132,12 +136,65 @@ def stability_figure(result: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
+def _inline(text: str) -> str:
+    """Escape ``text`` for HTML, then render the Markdown we write ourselves: ``code`` and **bold**."""
+    t = html.escape(text)
+    t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
+
+
+def markdown_html(md: str) -> str:
+    """The subset of Markdown :func:`stability_markdown` writes (``#`` headings, pipe tables, paragraphs) as HTML."""
+    out: list[str] = []
+    table: list[list[str]] = []
+
+    def flush() -> None:
+        if table:
+            head, body = table[0], [r for r in table[1:] if not all(set(c) <= set("-: ") for c in r)]
+            out.append("<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>")
+            out.extend("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
+            out.append("</table>")
+            table.clear()
+
+    for line in md.splitlines():
+        if line.startswith("|"):
+            table.append([c.strip() for c in line.strip().strip("|").split("|")])
+            continue
+        flush()
+        m = re.match(r"(#{1,6}) (.*)", line)
+        if m:
+            level = len(m.group(1))
+            out.append(f"<h{level}>{_inline(m.group(2))}</h{level}>")
+        elif line.strip():
+            out.append(f"<p>{_inline(line)}</p>")
+    flush()
+    return "\n".join(out)
+
+
+def stability_html(result: dict[str, Any], figure: str | Path) -> str:
+    """One self-contained page: the SSIM figure (embedded PNG) and every table of :func:`stability_markdown`."""
+    png = base64.b64encode(Path(figure).read_bytes()).decode("ascii")
+    style = (
+        "body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+    )
+    return (
+        '<!doctype html><html><head><meta charset="utf-8"><title>spixel bench stability</title>'
+        f"<style>{style}</style></head><body><h1>spixel bench stability</h1>"
+        f'<img alt="SSIM between the disjoint-half models, pixel versus grouped" src="data:image/png;base64,{png}">'
+        f"{markdown_html(stability_markdown(result))}</body></html>\n"
+    )
+
+
 def write_stability_report(result: dict[str, Any], out: str | Path) -> dict[str, Path]:
-    """``stability.json``, ``stability.md`` and ``stability.png`` in ``out``."""
+    """``stability.json``, ``stability.md``, ``stability.png`` and ``stability.html`` in ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "stability.json", "markdown": out / "stability.md", "figure": out / "stability.png"}
+    paths["html"] = out / "stability.html"
     paths["json"].write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
     paths["markdown"].write_text(stability_markdown(result), encoding="utf-8")
     stability_figure(result, paths["figure"])
+    paths["html"].write_text(stability_html(result, paths["figure"]), encoding="utf-8")
     return paths

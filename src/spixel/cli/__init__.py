@@ -103,7 +103,8 @@ Commands
 
 ``spixel bench stability --models DIR --out DIR [--n-test N] [--n-mege N] [--quick]``
     Paper 000's stability table on the synthetic ground truth (:mod:`spixel.bench.stability`), from the models
-    of ``spixel train benchmark``: ``stability.md`` (tables), ``stability.json`` (everything), ``stability.png``.
+    of ``spixel train benchmark``: ``stability.html`` (the page to open), ``stability.md`` (tables),
+    ``stability.json`` (everything), ``stability.png``.
 
 ``spixel --version``, ``spixel COMMAND --help``.
 

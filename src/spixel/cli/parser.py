@@ -212,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="stability: SSIM between the maps of the two disjoint-half models, pixel versus grouped (SLIC, "
         "Quickshift, square, random) for Simple Gradient, IG, SmoothGrad and Sparsified SmoothGrad; MeGe/ReCo over "
         "the fold models; pointing game and MaxBoxAccV2 against the exact evidence; the evidence-occlusion check. "
-        "Reads the models of 'spixel train benchmark --out DIR'; writes stability.md, stability.json, stability.png.",
+        "Reads the models of 'spixel train benchmark --out DIR'; writes stability.html (figure and tables), "
+        "stability.md, stability.json, stability.png.",
     )
     b.add_argument("protocol", choices=["stability"], help="which protocol")
     b.add_argument("--models", required=True, help="folder written by spixel train benchmark (with manifest.json)")
