@@ -18,6 +18,7 @@ import time
 import torch
 
 from spixel.bench import stability as B
+from spixel.bench.report import GROUPINGS
 from spixel.data import SyntheticDataset
 from spixel.train import accuracy, fit, halves_indices
 
@@ -33,8 +34,8 @@ def main() -> None:
     tr_img, tr_lab, _ = train.arrays()
     te_img, te_lab, _ = test.arrays()
     img, lab, _ = SyntheticDataset(args.n_test, seed=1).arrays()
-    print("| halves | held-out accuracy | method | " + " | ".join(B_GROUPINGS) + " |")
-    print("|---" * (len(B_GROUPINGS) + 3) + "|")
+    print("| halves | held-out accuracy | method | " + " | ".join(GROUPINGS) + " |")
+    print("|---" * (len(GROUPINGS) + 3) + "|")
     for spec in args.recipes.split(","):
         arch, epochs = spec.split(":")
         t0 = time.perf_counter()
@@ -48,12 +49,10 @@ def main() -> None:
         rows = B.stability_rows(models[0], models[1], x, y, parts, tuple(B.METHODS), 0, None, B.QUICK)
         by = {(r["method"], r["grouping"]): r["ssim"] for r in rows}
         for m in B.METHODS:
-            cells = " | ".join(f"{by[m, g]:.3f}" for g in B_GROUPINGS)
+            cells = " | ".join(f"{by[m, g]:.3f}" for g in GROUPINGS)
             print(f"| {arch} × {epochs} epochs | {acc} | {m} | {cells} |", flush=True)
         print(f"<!-- {spec}: {time.perf_counter() - t0:.0f} s -->", flush=True)
 
-
-B_GROUPINGS = ("pixel", "slic", "quickshift", "square", "random")
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,7 @@ import argparse
 import difflib
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -28,24 +28,23 @@ class Parser(argparse.ArgumentParser):
         raise BadParameterError(f"{message} (see '{self.prog} --help')")
 
 
-def positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
+def _int_at_least(lo: int, expected: str) -> Callable[[str], int]:
+    """An argparse type: an integer ``>= lo``; otherwise an error naming ``expected``."""
+
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {s!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {s!r}")
+        return v
+
+    return parse
 
 
-def seed_arg(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}")
-    return v
+positive_int = _int_at_least(1, "a positive integer")
+seed_arg = _int_at_least(0, "an integer >= 0")
 
 
 def parse_value(s: str) -> Any:
@@ -294,6 +293,16 @@ def print_error(msg: str) -> None:
     from tqdm import tqdm
 
     tqdm.write(f"spixel: error: {msg}", file=sys.stderr)
+
+
+def bad_images_exit(n_bad: int, n_items: int, done: str = "written") -> int:
+    """The exit code after a run over ``n_items`` images of which ``n_bad`` could not be read (each was already
+    reported on its own line): 2, with a summary line when others were ``done``, else 0."""
+    if not n_bad:
+        return 0
+    if n_items > 1:
+        print_error(f"{n_bad} of {n_items} image(s) could not be read; the others were {done}")
+    return 2
 
 
 def prepare_out(out: str | Path) -> Path:

@@ -13,6 +13,7 @@ from typing import Any
 from ..errors import BadImageError, BadParameterError, SpixelError
 from .common import (
     assign_params,
+    bad_images_exit,
     expand_images,
     get_model,
     load_item,
@@ -312,8 +313,4 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"spixel: scored {len(rows) // len(names)} image(s) × {len(names)} method(s) × {len(mentries)} "
             f"metric(s); wrote {out}/scores.csv and summary.json"
         )
-    if n_bad:
-        if len(items) > 1:
-            print_error(f"{n_bad} of {len(items)} image(s) could not be read; the others were scored")
-        return 2
-    return 0
+    return bad_images_exit(n_bad, len(items), "scored")

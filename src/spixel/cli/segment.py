@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import BadImageError, BadParameterError, SpixelError
 from .common import (
     assign_params,
+    bad_images_exit,
     expand_images,
     get_model,
     load_item,
@@ -121,8 +122,4 @@ def cmd_segment(args: argparse.Namespace) -> int:
     bar.close()
     if n_done:
         print(f"spixel: wrote {n_done} image(s) × {len(entries)} segmenter(s) to {out}/")
-    if n_bad:
-        if len(items) > 1:
-            print_error(f"{n_bad} of {len(items)} image(s) could not be read; the others were written")
-        return 2
-    return 0
+    return bad_images_exit(n_bad, len(items))

@@ -38,13 +38,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         if getattr(args, k) is not None:
             fit[k] = getattr(args, k)
     progress = not args.no_progress
-    n = args.n or 8000
+    n, size = args.n or 8000, args.size or 64
     t0 = time.perf_counter()
     if args.recipe == "benchmark":
         e = fit.pop("epochs", None)
         epochs = {} if e is None else {"epochs": e, "vgg_epochs": e, "split_epochs": e, "roar_epochs": e}
         man = recipes.train_benchmark_set(
-            out, n=args.n or 8000, n_test=args.n_test, size=args.size or 64, data_seed=args.data_seed, k=args.k,
+            out, n=n, n_test=args.n_test, size=size, data_seed=args.data_seed, k=args.k,
             roar_levels=levels, gad_pair=(int(pair[0]), int(pair[1])), gad_alphas=alphas, progress=progress,
             **epochs, **fit,
         )  # fmt: skip
@@ -58,7 +58,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _report_trained(rows, out, t0)
     arch = args.arch or "resnet"
     one = {**fit, "epochs": fit.get("epochs", 40 if arch == "resnet" else 24)}  # ~95 % at n=8000 (measured)
-    size = args.size or 64
     train = SyntheticDataset(n, size, args.data_seed)
     test = SyntheticDataset(args.n_test, size, args.data_seed + 1)
     if args.recipe == "one":
