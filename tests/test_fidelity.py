@@ -13,7 +13,7 @@ from torch import nn
 import spixel
 from spixel.errors import BadParameterError
 from spixel.filters import gaussian_kernel
-from spixel.metrics import evaluate
+from spixel.metrics import evaluate, random_map
 from spixel.metrics.fidelity import (
     blur,
     faithfulness_from_subsets,
@@ -411,22 +411,25 @@ def test_greedy_lerf_is_optimal_for_additive_model(lin, xs):
 
 @pytest.fixture(scope="module")
 def lite0_aucs(lite0) -> dict[str, dict[str, float]]:
-    """Issue 4's acceptance setting: mean deletion / insertion AUC (RISE protocol, n_steps=28) over chelsea,
-    coffee, rocket and stereo_motorcycle[0] of Grad-CAM, SLIC-averaged saliency (region order) and an i.i.d.
-    uniform random pixel map (mean over seeds 0, 1, 2)."""
+    """Issue 4's acceptance setting: mean deletion / insertion AUC (RISE protocol, n_steps=28, zero substrate) over
+    chelsea, coffee, rocket and stereo_motorcycle[0] of Grad-CAM and SLIC-averaged saliency (region order), and of
+    random maps (mean over seeds 0, 1, 2) at two granularities: i.i.d. pixels (``random``), and each map's own
+    (``random-7x7``: a 7×7 map upsampled like Lite0's 7×7 Grad-CAM; ``random-regions``: random scores on the
+    saliency map's SLIC partition, removed region by region)."""
     from skimage import data
 
     photos = [data.chelsea(), data.coffee(), data.rocket(), data.stereo_motorcycle()[0]]
     x = lite0.preprocess(photos)
+    gradcam = spixel.explain(lite0, x, "gradcam")
+    slic = spixel.explain(lite0, x, "saliency", regions="slic", region_params={"n_segments": 100})
     maps = {
-        "gradcam": [spixel.explain(lite0, x, "gradcam")],
-        "slic-saliency": [spixel.explain(lite0, x, "saliency", regions="slic", region_params={"n_segments": 100})],
-        "random": [
-            Explanation(attribution=torch.rand(4, 224, 224, generator=torch.Generator().manual_seed(s)))
-            for s in range(3)
-        ],
+        "gradcam": [gradcam],
+        "slic-saliency": [slic],
+        "random": [random_map(gradcam, seed=s) for s in range(3)],
+        "random-7x7": [random_map(gradcam, seed=s, grid=7) for s in range(3)],
+        "random-regions": [random_map(slic, seed=s) for s in range(3)],
     }
-    target = maps["gradcam"][0].meta["target"]
+    target = gradcam.meta["target"]
     return {
         name: {
             m: float(np.mean([evaluate(lite0, x, e, m, target=target, n_steps=28, batch_size=32).mean for e in es]))
@@ -434,6 +437,10 @@ def lite0_aucs(lite0) -> dict[str, dict[str, float]]:
         }
         for name, es in maps.items()
     }
+
+
+#: the random map at each explanation's own granularity (see spixel.metrics.baselines)
+SAME_GRANULARITY = {"gradcam": "random-7x7", "slic-saliency": "random-regions"}
 
 
 @pytest.mark.parametrize("method", ["gradcam", "slic-saliency"])
@@ -450,3 +457,27 @@ def test_acceptance_lite0_insertion_beats_random(lite0_aucs, method):
 @pytest.mark.parametrize("method", ["gradcam", "slic-saliency"])
 def test_acceptance_lite0_deletion_beats_random(lite0_aucs, method):
     assert lite0_aucs[method]["deletion"] <= 0.8 * lite0_aucs["random"]["deletion"], lite0_aucs
+
+
+_NO_BETTER_THAN_RANDOM = pytest.mark.xfail(
+    strict=True,
+    reason="measured (docs/benchmarks.md): against a random map of its own granularity, Grad-CAM's insertion "
+    "(blurred substrate) is only ≈ 6 % higher (0.40 vs 0.38), and SLIC-averaged Simple Gradient orders Lite0's "
+    "regions no better than random scores on the same partition (deletion 0.40 vs 0.37, insertion 0.46 vs 0.42)",
+)
+
+
+@pytest.mark.parametrize(
+    ("method", "metric"),
+    [
+        ("gradcam", "deletion"),
+        pytest.param("gradcam", "insertion", marks=_NO_BETTER_THAN_RANDOM),
+        pytest.param("slic-saliency", "deletion", marks=_NO_BETTER_THAN_RANDOM),
+        pytest.param("slic-saliency", "insertion", marks=_NO_BETTER_THAN_RANDOM),
+    ],
+)
+def test_beats_a_random_map_of_its_own_granularity(lite0_aucs, method, metric):
+    """Deletion ≥ 20 % below / insertion ≥ 20 % above a random map removed in the same units (7×7 upsampled for
+    Grad-CAM, the same SLIC regions for SLIC-saliency)."""
+    ours, rnd = lite0_aucs[method][metric], lite0_aucs[SAME_GRANULARITY[method]][metric]
+    assert ours <= 0.8 * rnd if metric == "deletion" else ours >= 1.2 * rnd, lite0_aucs

@@ -2,7 +2,8 @@
 
 from . import complexity, fidelity, localization  # noqa: F401  (register the metrics)
 from .base import evaluate, metric
+from .baselines import random_map
 from .sanity import randomization
 from .stability import mege, ssim, topk_intersection
 
-__all__ = ["evaluate", "mege", "metric", "randomization", "ssim", "topk_intersection"]
+__all__ = ["evaluate", "mege", "metric", "random_map", "randomization", "ssim", "topk_intersection"]
