@@ -387,6 +387,27 @@ def test_segment_bad_arguments_exit_2(args, pattern, photos, tmp_path, capsys):
     assert re.search(pattern, _err_line(capsys)), pattern
 
 
+@pytest.mark.skipif("nas" not in cli.common.segmenters(), reason="nas is not registered yet")
+def test_segment_nas_needs_a_model_and_clusters_its_activations(photos, tmp_path, capsys):
+    base = ["segment", str(photos["cat"]), "--segmenter", "nas", "--out", str(tmp_path / "o")]
+    for extra in ([], ["--no-crop"]):
+        assert cli.main([*base, *extra]) == 2
+        assert re.search(r"segmenter nas clusters a classifier's activations.*--model NAME", _err_line(capsys))
+    assert cli.main([*base, *MODEL, "--param", "model=x"]) == 2
+    assert "not --param model=" in _err_line(capsys)
+    params = ["--param", "n_segments=5", "--param", "out_size=14", "--param", "n_init=2"]
+    assert cli.main([*base, *MODEL, *params, "--seed", "3"]) == 0, capsys.readouterr().err
+    lab = np.load(tmp_path / "o" / "chelsea" / "nas.npy")
+    assert lab.shape == (224, 224) and 2 <= lab.max() + 1 <= 5
+    np.testing.assert_array_equal(np.unique(lab), np.arange(lab.max() + 1))
+    # nearest-upsampled from the 14×14 grid: constant 16×16 blocks
+    np.testing.assert_array_equal(lab, np.kron(lab[::16, ::16], np.ones((16, 16), lab.dtype)))
+    info = json.loads((tmp_path / "o" / "chelsea" / "nas.json").read_text())
+    assert info["params"]["model"] == "efficientnet_lite0" and info["params"]["seed"] == 3
+    assert info["params"]["n_segments"] == 5 and info["num_segments"] == lab.max() + 1
+    capsys.readouterr()
+
+
 def test_segment_random_is_seeded(photos, tmp_path, capsys):
     runs = []
     for i, seed in enumerate((4, 4, 5)):

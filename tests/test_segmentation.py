@@ -34,6 +34,7 @@ CHEAP: dict[str, dict] = {
     "grid": {"size": 8},
     "random": {"n_segments": 10},
     "guided_slic": {"n_segments": 30},
+    "nas": {"n_segments": 5, "n_init": 2},
 }
 #: segmenters whose result for an image depends on its position in the batch (documented in their docstring)
 POSITION_DEPENDENT = {"random"}
@@ -56,10 +57,28 @@ def _gradient_for(x: torch.Tensor) -> torch.Tensor:
     return g
 
 
+def _classifier() -> torch.nn.Module:
+    """A small seeded CNN (full, 1/2 and 1/4 resolution) for segmenters that take a model (nas)."""
+    g = torch.Generator().manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 16, 3, stride=2, padding=1),
+    )
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return net.eval()
+
+
 def _params(name: str, x: torch.Tensor) -> dict:
     p = dict(CHEAP.get(name, {}))
     if "gradient" in SEGMENTERS.get(name).info.get("needs", ()):
         p["gradient"] = _gradient_for(x)
+    if "model" in SEGMENTERS.get(name).info["params"]:
+        p["model"] = _classifier()
     return p
 
 

@@ -222,7 +222,7 @@ class Grouped:
             raise BadParameterError("give the partition as regions=, not segmentation=")
         adapter = as_adapter(model)
         xb = prepare_input(adapter, x)
-        seg = resolve_regions(self.regions, adapter.to_rgb01(xb), self.region_params, xb.shape[0])
+        seg = resolve_regions(self.regions, adapter.to_rgb01(xb), self.region_params, xb.shape[0], model=adapter)
         assert seg is not None
         seg = seg.to(xb.device)
         if "segmentation" in self._entry.info.get("params", {}):  # groups inside (Sparsified SmoothGrad)

@@ -251,7 +251,7 @@ def segmentation_of(model: ModelAdapter, x: Tensor, regions: Any, region_params:
             pass
     if region_params is not None and not isinstance(region_params, dict):
         raise BadParameterError(f"region_params must be a dict of segmenter parameters, got {region_params!r}")
-    seg = resolve_regions(regions, model.to_rgb01(x), region_params)
+    seg = resolve_regions(regions, model.to_rgb01(x), region_params, model=model)
     if seg is None:
         raise BadParameterError("regions is required: a segmenter name, a Segmenter or a Segmentation")
     return seg.to(x.device)

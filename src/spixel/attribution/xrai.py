@@ -406,7 +406,7 @@ def xrai(
     elif regions is not None:
         from ..segmentation.base import resolve_regions
 
-        seg = resolve_regions(regions, rgb01, region_params, n)
+        seg = resolve_regions(regions, rgb01, region_params, n, model=model)
         assert seg is not None
         source = f"regions:{seg.meta.get('segmenter', 'segmentation')}"
     else:

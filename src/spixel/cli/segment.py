@@ -62,10 +62,23 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 f"segmenter {e.name} needs {', '.join(missing)} (an array), which the command line cannot give; "
                 "it is used by methods (e.g. swag_ig)"
             )
+    # segmenters that cluster a classifier's activations (nas) run on --model, which must then be named
+    with_model = [e.name for e in entries if "model" in e.info.get("params", {})]
+    for name in with_model:
+        if "model" in per[name]:
+            raise BadParameterError(f"segmenter {name}: give the model as --model NAME, not --param model=")
+        if args.model is None:
+            raise BadParameterError(
+                f"segmenter {name} clusters a classifier's activations: name it with --model NAME "
+                "(e.g. --model efficientnet_lite0; not with --no-crop, the model's crop is segmented)"
+            )
     device = resolve_device(args.device)
     items = expand_images(args.images)
     out = prepare_out(args.out)
-    model = None if args.no_crop else get_model(args.model or "efficientnet_lite0", args.weights, "cpu")
+    model_device = device if with_model else "cpu"
+    model = None if args.no_crop else get_model(args.model or "efficientnet_lite0", args.weights, model_device)
+    for name in with_model:
+        per[name]["model"] = model
 
     n_bad = n_done = 0
     bar = tqdm(total=len(items), disable=len(items) <= 1, file=sys.stderr, unit="img", desc="spixel segment")

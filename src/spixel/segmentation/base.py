@@ -37,8 +37,10 @@ class Segmenter:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "params", dict(params))
 
-    def __call__(self, rgb01: Tensor) -> Segmentation:
-        return segment(rgb01, self.name, **self.params)
+    def __call__(self, rgb01: Tensor, model: Any = None) -> Segmentation:
+        """Segment ``rgb01``; ``model`` goes to a segmenter that takes one (``nas``) unless the bound parameters
+        already give it."""
+        return segment(rgb01, self.name, **_with_model(self.name, self.params, model))
 
 
 def segmenter(name: str, *, backend: str, **info: Any) -> Callable[[SegmentFn], SegmentFn]:
@@ -145,10 +147,27 @@ def segment(images: Any, segmenter: str = "slic", **params: Any) -> Segmentation
 
 
 def _describe(value: Any) -> Any:
-    """Array-valued parameters (``guided_slic``'s gradient) are recorded in ``meta`` by dtype and shape only."""
+    """Array-valued parameters (``guided_slic``'s gradient) are recorded in ``meta`` by dtype and shape only; a
+    model (``nas``) by its name."""
     if isinstance(value, (Tensor, np.ndarray)):
         return f"<{type(value).__name__} {str(value.dtype).removeprefix('torch.')} {tuple(value.shape)}>"
+    from ..models.adapter import ModelAdapter
+
+    if isinstance(value, ModelAdapter):
+        return value.name
+    if isinstance(value, torch.nn.Module):
+        return type(value).__name__
     return value
+
+
+def _with_model(name: str, params: dict[str, Any], model: Any) -> dict[str, Any]:
+    """``params`` plus ``model=model`` when the segmenter ``name`` declares a ``model`` parameter and ``params``
+    does not already give one."""
+    if model is None or params.get("model") is not None:
+        return dict(params)
+    if "model" not in SEGMENTERS.get(name).info.get("params", {}):
+        return dict(params)
+    return {**params, "model": model}
 
 
 RegionsLike = str | Segmenter | Segmentation | None
@@ -159,11 +178,14 @@ def resolve_regions(
     rgb01: Tensor,
     region_params: dict[str, Any] | None = None,
     n: int | None = None,
+    *,
+    model: Any = None,
 ) -> Segmentation | None:
     """Turn a ``regions=`` argument into a :class:`Segmentation` of the batch ``rgb01`` (``None`` stays ``None``).
 
     ``regions``: a segmenter name (with ``region_params``), a :class:`Segmenter`, or a ready
-    :class:`Segmentation` (checked against the batch size and image size).
+    :class:`Segmentation` (checked against the batch size and image size). ``model``: the explained model, handed
+    to a segmenter that declares a ``model`` parameter (``nas``) when the user did not give one.
     """
     if regions is None:
         return None
@@ -178,9 +200,9 @@ def resolve_regions(
             )
         return regions.to(rgb01.device)
     if isinstance(regions, Segmenter):
-        return regions(rgb01)
+        return regions(rgb01, model=model)
     if isinstance(regions, str):
-        return segment(rgb01, regions, **(region_params or {}))
+        return segment(rgb01, regions, **_with_model(regions, region_params or {}, model))
     raise BadParameterError(
         f"regions must be a segmenter name, a Segmenter or a Segmentation, got {type(regions).__name__}"
     )
