@@ -14,11 +14,27 @@ import torch
 from torch import nn
 
 import spixel
+from conftest import make_tiny
 from spixel.errors import BadInputError, BadParameterError, SpixelError, UnknownNameError
 from spixel.registry import METHODS
 
 NAMES = METHODS.names()
 TARGETS = [0, 3, 7]
+
+
+def _gad_supports() -> list[nn.Module]:
+    """Two stand-ins for GAD support models: the tiny CNN with slightly perturbed weights, as plain modules (which
+    take the explained model's preprocessing, so they also serve the plain-module test)."""
+    out = []
+    for s in (1, 2):
+        m = make_tiny(0).module
+        g = torch.Generator().manual_seed(s)
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+        out.append(m)
+    return out
+
 
 #: cheap settings per method (small sample counts); other methods get ``_COUNT_PARAMS`` where they have them
 CHEAP: dict[str, dict[str, Any]] = {
@@ -29,6 +45,7 @@ CHEAP: dict[str, dict[str, Any]] = {
     # order, which the (order-free) surrogate cannot tell apart
     "lime": {"n_samples": 16},
     "xrai": {"n_steps": 4, "scales": (250,)},  # one Felzenszwalb scale instead of six
+    "gad": {"supports": _gad_supports(), "method_params": {"n_steps": 4}},  # supports are a required input
 }
 _COUNT_PARAMS = {"n_steps": 4, "n_samples": 16, "n_masks": 16, "n_iter": 4, "n_iterations": 4}
 
