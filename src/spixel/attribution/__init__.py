@@ -3,6 +3,8 @@
 
 from . import cam, gradients, guided  # noqa: F401  (registration)
 from .cam import gradcam, gradcam_pp, scorecam
+from .equilibrium import attribution_equilibrium
+from .gad import gad  # the function shadows the submodule name; import helpers from spixel.attribution.gad
 from .gradients import (
     input_x_gradient,
     integrated_gradients,
@@ -16,7 +18,9 @@ from .swag import swag, swag_g, swag_ig  # the function shadows the submodule; i
 from .xrai import xrai  # the function shadows the submodule name; import helpers from spixel.attribution.xrai
 
 __all__ = [
+    "attribution_equilibrium",
     "deconvolution",
+    "gad",
     "gradcam",
     "gradcam_pp",
     "guided_backprop",
