@@ -49,6 +49,32 @@ def test_top_half_and_hull():
         top_fraction(m, 0.0)
 
 
+def test_top_fraction_ignores_pixels_without_positive_relevance():
+    # a sparse map (3 positive pixels of 16): the top half would otherwise tie every zero in and cover the image
+    m = torch.zeros(1, 4, 4)
+    m[0, 0, 0] = m[0, 0, 3] = m[0, 3, 0] = 1.0
+    assert top_fraction(m, 0.5).sum() == 3
+    m[0, 2, 2] = -1.0  # negative relevance is not importance either
+    assert top_fraction(m, 1.0).sum() == 3
+    assert not top_fraction(-torch.rand(1, 4, 4), 0.5).any()
+
+
+def test_convex_hull_ratio_of_a_sparse_map_and_an_empty_reference(tiny):
+    x = torch.zeros(1, 3, 32, 32)
+    sparse = torch.zeros(1, 32, 32)
+    sparse[0, 8:12, 8:12] = torch.rand(4, 4) + 0.1  # 16 positive pixels, the rest exactly 0
+    ref = torch.zeros(1, 32, 32)
+    ref[0, :, :16] = 1.0
+    r = evaluate(tiny, x, Explanation(sparse), "convex_hull_ratio", reference=ref, target=0)
+    assert r.meta["area"].item() == 16 and r.scores.item() == pytest.approx(16 / (32 * 16))
+    with pytest.warns(UserWarning, match="no positive pixel"):
+        e = evaluate(tiny, x, Explanation(sparse), "convex_hull_ratio", reference=-ref, target=0)
+    assert e.scores.item() == float("inf")
+    with pytest.warns(UserWarning, match="no positive pixel"):
+        z = evaluate(tiny, x, Explanation(-sparse), "convex_hull_ratio", reference=-ref, target=0)
+    assert z.scores.item() == 1.0
+
+
 def test_convex_hull_ratio(tiny):
     h = w = 32
     ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")

@@ -48,13 +48,15 @@ def sparseness(model: ModelAdapter, x: Tensor, explanation: Explanation, target:
 
 def top_fraction(a: Tensor, fraction: float = 0.5) -> Tensor:
     """Boolean ``(N, H, W)``: P(m), the ⌈fraction·HW⌉ most important pixels of each map (pixels tied with the
-    last one included), spec §4.3."""
+    last one included), spec §4.3 — among the pixels with positive relevance only [RECON]: a pixel with zero or
+    negative relevance is not important, and a sparse map (GAD keeps a few % of the pixels) would otherwise have
+    its zeros tie at the cut and its hull cover the whole image. A map without a positive pixel gives nothing."""
     if not 0 < fraction <= 1:
         raise BadParameterError(f"fraction must lie in (0, 1], got {fraction}")
     flat = a.flatten(1)
     k = max(1, math.ceil(fraction * flat.shape[1]))
     thr = flat.topk(k, dim=1).values[:, -1:]
-    return (flat >= thr).view_as(a)
+    return ((flat >= thr) & (flat > 0)).view_as(a)
 
 
 def hull_masks(keep: Tensor) -> Tensor:
@@ -113,7 +115,16 @@ def convex_hull_ratio(
     area = hull_masks(top_fraction(a, fraction)).flatten(1).sum(1).float()
     area_ref = hull_masks(top_fraction(ref, fraction)).flatten(1).sum(1).float()
     meta.update(area=area.cpu(), reference_area=area_ref.cpu())
-    return MetricResult(scores=(area / area_ref).cpu(), meta=meta)
+    empty = area_ref == 0
+    if bool(empty.any()):
+        meta["empty_reference"] = empty.nonzero().view(-1).tolist()
+        warnings.warn(
+            f"convex_hull_ratio: the reference maps of images {meta['empty_reference']} have no positive pixel; "
+            "their RC is 1 where the map has none either, else inf",
+            stacklevel=2,
+        )
+    rc = torch.where(empty, torch.where(area == 0, 1.0, math.inf), area / area_ref.clamp_min(1))
+    return MetricResult(scores=rc.cpu(), meta=meta)
 
 
 @metric(
