@@ -59,6 +59,11 @@ METHOD_BLURBS = {
     "occlusion": "Occlusion (Zeiler & Fergus 2014): how much the class score drops when a patch is greyed out.",
     "xrai": "XRAI (Kapishnikov et al. 2019): integrated gradients summed over multi-scale superpixels, regions "
     "ranked greedily by attribution density.",
+    "attribution_equilibrium": "Attribution Equilibrium (Nam & Lee 2024): relevance passed back from the last "
+    "convolutional layer to the pixels, balancing the evidence for the class (red) against the evidence "
+    "against it (blue) at every layer. Runs on VGG-style networks.",
+    "gad": "GAD (Mazini Rodrigues et al. 2024): integrated gradients of the model and of support models trained "
+    "to push two classes further apart; only the pixels that all of them mark as evidence are kept.",
 }
 
 
