@@ -47,3 +47,12 @@ def timed_cpu(fn: Callable[[], Any], device: torch.device) -> tuple[float, float
     out = fn()
     sync(device)
     return time.perf_counter() - w0, time.process_time() - c0, out
+
+
+def held_out(model: spixel.ModelAdapter, n: int) -> tuple[Any, Any, Any, Tensor, Tensor]:
+    """The first ``n`` held-out synthetic images (``SyntheticDataset(n, size=model.input_size, seed=1)``, the
+    ``spixel train`` test split): ``(images uint8, labels, masks, x preprocessed, y tensor)``."""
+    from spixel.data import SyntheticDataset
+
+    images, labels, masks = SyntheticDataset(n, size=model.input_size, seed=1).arrays()
+    return images, labels, masks, model.preprocess(list(images)), torch.as_tensor(labels)

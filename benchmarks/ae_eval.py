@@ -20,7 +20,7 @@ import time
 import torch
 
 import spixel
-from spixel.data import SyntheticDataset
+from _common import held_out
 
 METHODS: tuple[tuple[str, str, dict], ...] = (
     ("AE r = 2", "attribution_equilibrium", {"ratio": 2.0}),
@@ -41,8 +41,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = spixel.load_model(args.model)
-    images, labels, masks = SyntheticDataset(args.n, size=model.input_size, seed=1).arrays()
-    x, y, m = model.preprocess(list(images)), torch.as_tensor(labels), torch.as_tensor(masks)
+    _, _, masks, x, y = held_out(model, args.n)
+    m = torch.as_tensor(masks)
     scale = model.input_size / 224
     print(f"{args.n} held-out images of {model.input_size}×{model.input_size}, {model.name}")
     print("| method | insertion, mean 1…20 % | at 5 % | pointing game | outside–inside (median) | s |")

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 import spixel
+from _common import held_out
 from spixel.attribution.gad import load_supports
-from spixel.data import SyntheticDataset
 
 
 def main() -> None:
@@ -39,10 +39,9 @@ def main() -> None:
     model = spixel.load_model(args.base)
     sups = load_supports(args.supports)
     a, b = sups[0].module.checkpoint["recipe"]["params"]["pair"]
-    images, labels, masks = SyntheticDataset(args.n, size=model.input_size, seed=1).arrays()
-    keep = (labels == a) | (labels == b)
-    x, y = model.preprocess(list(images[keep])), torch.as_tensor(labels[keep])
-    m = torch.as_tensor(masks[keep])
+    _, labels, masks, x_all, y_all = held_out(model, args.n)
+    keep = torch.as_tensor((labels == a) | (labels == b))
+    x, y, m = x_all[keep], y_all[keep], torch.as_tensor(masks)[keep]
     ig_params = {"n_steps": args.ig_steps}
     ig = spixel.explain(model, x, "integrated_gradients", target=y, **ig_params)
     gad = spixel.explain(model, x, "gad", target=y, supports=sups, method_params=ig_params)

@@ -19,7 +19,7 @@ import time
 import torch
 
 import spixel
-from spixel.data import SyntheticDataset
+from _common import held_out
 from spixel.data.synthetic import box_of
 from spixel.regions import group
 from spixel.segmentation import segment
@@ -41,9 +41,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = spixel.load_model(args.model)
-    images, labels, masks = SyntheticDataset(args.n, size=model.input_size, seed=1).arrays()
+    _, _, masks, x, y = held_out(model, args.n)
     boxes = [[box_of(m)] for m in masks]
-    x, y = model.preprocess(list(images)), torch.as_tensor(labels)
     rgb = model.to_rgb01(x)
     t0 = time.perf_counter()
     segs = {
