@@ -380,6 +380,17 @@ def test_cli_train_roar_trains_the_base_the_reference_and_each_level(tmp_path, c
     assert capsys.readouterr().out.count("held-out accuracy") == 3
 
 
+def test_cli_train_gad_passes_epochs_batch_size_and_lr_to_the_supports(tmp_path, capsys):
+    base_dir, out = tmp_path / "b", tmp_path / "g"
+    data = ["--n", "60", "--n-test", "20", "--size", "16", "--no-progress"]
+    assert main(["train", "one", "--out", str(base_dir), "--epochs", "1", *data]) == 0
+    args = ["train", "gad", "--base", str(base_dir / "resnet.pt"), "--out", str(out), "--alphas", "2"]
+    assert main([*args, "--epochs", "2", "--batch-size", "8", "--lr", "0.001", *data]) == 0
+    (ckpt,) = sorted(out.glob("*.pt"))
+    params = spixel.load_model(str(ckpt)).module.checkpoint["recipe"]["params"]
+    assert (params["epochs"], params["batch_size"], params["lr"], params["alpha"]) == (2, 8, 0.001, 2.0)
+
+
 def test_cli_train_tiny_refuses_another_size_before_creating_the_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["train", "tiny", "--out", "X", "--size", "64"]) == 2

@@ -79,13 +79,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             first = recipes.train_one(train, test, out, arch=arch, progress=progress, **one)
             print(f"  {first.path}: held-out accuracy {first.accuracy:.1%} (base model)")
             base = first.model
+        # --epochs / --batch-size / --lr (when given) train the retrained models and the supports too
+        kw = {k: v for k, v in fit.items() if k != "seed"}
         if args.recipe == "roar":
-            kw = {k: v for k, v in fit.items() if k != "seed"}
             rows = [recipes.train_roar_reference(base, train, test, out, progress=progress, **kw)]
             rows += recipes.train_roar(base, train, test, out, args.method, levels=levels, progress=progress, **kw)
         else:
             rows = recipes.train_gad_supports(base, train, test, out, pair=(int(pair[0]), int(pair[1])),
-                                              alphas=alphas, seed=args.seed, progress=progress)  # fmt: skip
+                                              alphas=alphas, seed=args.seed, progress=progress, **kw)  # fmt: skip
     return _report_trained(rows, out, t0)
 
 
