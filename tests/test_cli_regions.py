@@ -18,6 +18,7 @@ from PIL import Image
 
 from spixel import cli
 from spixel.registry import METHODS
+from spixel.segmentation import segment
 
 MODEL = ["--model", "efficientnet_lite0"]
 
@@ -87,6 +88,27 @@ def test_grid_regions_saliency_on_a_real_photo(photos, tmp_path, capsys):
     assert info["regions"]["num_segments"] == 14 * 14 and info["regions"]["seconds"] >= 0
     m = info["methods"]["saliency"]
     assert m["num_segments"] == 196 and m["channels"] == "joint"
+
+
+def test_nas_regions_cluster_the_explained_model(photos, tmp_path, capsys):
+    out = tmp_path / "out"
+    regions = "nas:n_segments=4,out_size=14,n_init=2"
+    argv = ["explain", str(photos["cat"]), *MODEL, "--method", "gradcam", "--regions", regions, "--out", str(out)]
+    assert cli.main([*argv, "--seed", "1"]) == 0, capsys.readouterr().err
+    a = np.load(out / "chelsea" / "gradcam.npy")
+    info = json.loads((out / "chelsea" / "explanation.json").read_text())["regions"]
+    assert info["segmenter"] == "nas" and info["params"]["model"] == "efficientnet_lite0"
+    assert info["params"]["seed"] == 1 and 2 <= info["num_segments"] <= 4
+    # the same partition from the library, on the model the command loaded
+    lite0 = cli.get_model("efficientnet_lite0", None, "cpu")
+    x = lite0.preprocess(np.asarray(Image.open(photos["cat"])))
+    seg = segment(lite0.to_rgb01(x), "nas", model=lite0, n_segments=4, out_size=14, n_init=2, seed=1)
+    lab = seg.labels[0].numpy()
+    assert len(np.unique(a)) == info["num_segments"] == int(seg.num_segments[0])
+    for k in range(int(seg.num_segments[0])):
+        assert np.ptp(a[lab == k]) <= 1e-6 * max(np.abs(a).max(), 1e-12)  # constant on each NAS region
+    assert cli.main([*argv[:-2], "--regions", "nas:model=x", "--out", str(out)]) == 2
+    assert "drop model=" in _err_line(capsys)
 
 
 def test_without_regions_the_json_says_so(photos, tmp_path, capsys):
@@ -387,7 +409,6 @@ def test_segment_bad_arguments_exit_2(args, pattern, photos, tmp_path, capsys):
     assert re.search(pattern, _err_line(capsys)), pattern
 
 
-@pytest.mark.skipif("nas" not in cli.common.segmenters(), reason="nas is not registered yet")
 def test_segment_nas_needs_a_model_and_clusters_its_activations(photos, tmp_path, capsys):
     base = ["segment", str(photos["cat"]), "--segmenter", "nas", "--out", str(tmp_path / "o")]
     for extra in ([], ["--no-crop"]):

@@ -112,6 +112,8 @@ def parse_regions(spec: str, seed: int | None = None) -> tuple[str, dict[str, An
             f"--regions: segmenter {name} has no parameter {', '.join(map(repr, unknown))}; "
             f"it accepts: {', '.join(accepted) or 'none'}"
         )
+    if "model" in params:
+        raise BadParameterError(f"--regions {name}: the model is the one given with --model; drop model=")
     missing = [k for k in entry.info.get("needs", ()) if k not in params]
     if missing:
         raise BadParameterError(

@@ -125,12 +125,13 @@ def segment_batch(model: Any, x: Any, regions: tuple[str, dict[str, Any]] | None
     seconds for the batch); ``(None, {})`` without regions."""
     if regions is None:
         return None, {}
-    from ..segmentation import segment
+    from ..segmentation import resolve_regions
 
     name, params = regions
     t0 = time.perf_counter()
-    try:
-        seg = segment(model.to_rgb01(x), name, **params)
+    try:  # a segmenter that clusters the model's activations (nas) gets --model
+        seg = resolve_regions(name, model.to_rgb01(x), params, model=model)
+        assert seg is not None
     except SpixelError as err:
         raise BadParameterError(f"--regions {name}: {one_line(err)}") from None
     return seg, {"segmenter": name, "params": seg.meta.get("params", params), "seconds": time.perf_counter() - t0}
