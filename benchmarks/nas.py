@@ -15,7 +15,8 @@ default for Lite0), one run each, interleaved:
 
 Each row also reports the inertia (sum of squared distances to the centres, on the compressed features; the same
 number on the plain ones) relative to sklearn's: k-means finds local optima, so a ratio near 1 means equally good
-clusters. The feature extraction (one forward with hooks) is timed separately and is the same for all.
+clusters. The feature extraction (one forward with hooks, then the resizing) is timed separately, plain and
+compressed (which resizes only the basis coordinates).
 
     python benchmarks/nas.py --images 4 --threads 2
     python benchmarks/nas.py --device cuda --images 16
@@ -62,10 +63,14 @@ def main() -> None:
     plain, hw, names = nas_features(model, x)
     sync(dev)
     t_feat = time.perf_counter() - t0
+    t0 = time.perf_counter()
     comp, _, _ = nas_features(model, x, compress=True)
+    sync(dev)
+    t_comp = time.perf_counter() - t0
     print(
         f"{args.images} photos, Lite0 layers {names}, features at {hw[0]}×{hw[1]}: {plain.shape[-1]} dims "
-        f"({comp.shape[-1]} compressed); feature extraction {t_feat:.2f} s; K = {args.k}, n_init = 10"
+        f"({comp.shape[-1]} compressed); feature extraction {t_feat:.2f} s plain, {t_comp:.2f} s compressed; "
+        f"K = {args.k}, n_init = 10"
     )
     fc = comp.cpu().double().numpy()
     rows = []

@@ -216,7 +216,9 @@ def test_kmeans_batch_equals_per_image_and_is_seeded(toy, chelsea_small) -> None
     lab, inertia, _ = kmeans(feats, 5, n_init=3, seed=2)
     for i in range(2):
         li, ii, _ = kmeans(feats[i : i + 1], 5, n_init=3, seed=2)
-        assert torch.equal(li[0], lab[i]) and torch.equal(ii[0], inertia[i])
+        # the same clusters; the inertia's float sum may round differently with the batch's shape and threads
+        assert torch.equal(li[0], lab[i])
+        torch.testing.assert_close(ii[0], inertia[i], rtol=1e-6, atol=0)
     assert torch.equal(kmeans(feats, 5, n_init=3, seed=2)[0], lab)
 
 

@@ -231,11 +231,33 @@ def resize_activation(a: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(a, size=size, mode="bicubic", align_corners=False, antialias=down)
 
 
+def _scale_in_basis(up: Tensor, q: Tensor, scale: str | None, channels: int) -> Tensor:
+    """Line 10 on coordinates ``up`` ``(n, r, h_o, w_o)`` in the orthonormal basis ``q`` ``(n, C, r)`` of a layer's
+    span, equal to scaling the ``C``-channel map first (``"std"``, ``"l2"``, ``None``): norms are kept by ``q``, and
+    the mean of all ``C·P`` entries is ``Σ_p (qᵀ1)·up_p / (C·P)``."""
+    if scale == "l2":
+        return up / (up.norm(dim=1, keepdim=True) + SCALE_EPS)
+    if scale == "std":
+        count = channels * up.shape[2] * up.shape[3]
+        mean = torch.einsum("nr,nrhw->n", q.sum(1), up) / count
+        var = (up.pow(2).sum((1, 2, 3)) / count - mean.pow(2)).clamp_min(0)
+        return up / (var.sqrt() + SCALE_EPS).view(-1, 1, 1, 1)
+    return up
+
+
 def _layer_features(a: Tensor, size: tuple[int, int], scale: str | None, weight: float, compress: bool) -> Tensor:
-    """Lines 3, 10, 11 for one layer ``(n, C, h, w)`` → ``(n, h_o·w_o, C)`` (``(n, h_o·w_o, h·w)`` compressed)."""
+    """Lines 3, 10, 11 for one layer ``(n, C, h, w)`` → ``(n, h_o·w_o, C)`` (``(n, h_o·w_o, h·w)`` compressed).
+
+    Compressed (``h·w < C``), the layer is first written in the basis and only its ``h·w`` coordinate channels are
+    resized (the resize acts on each channel alike, so it commutes with the change of basis) — except for
+    ``"zscore"``, whose per-channel statistics need the resized ``C`` channels."""
+    c, hw = a.shape[1], a.shape[2] * a.shape[3]
+    if compress and hw < c and scale != "zscore":
+        q = torch.linalg.qr(a.flatten(2).double()).Q.to(a.dtype)  # (n, C, h·w), orthonormal columns
+        up = resize_activation(torch.einsum("ncr,nchw->nrhw", q, a), size)
+        return (weight * _scale_in_basis(up, q, scale, c)).flatten(2).transpose(1, 2)
     up = resize_activation(a, size)
     f = (weight * scale_activation(up, scale)).flatten(2).transpose(1, 2)
-    c, hw = a.shape[1], a.shape[2] * a.shape[3]
     if not compress or hw >= c:
         return f
     m = a.flatten(2).double()  # (n, C, h·w): the activation vectors whose span holds every pixel's feature
