@@ -1,5 +1,6 @@
 """AE — Attribution Equilibrium (spec §5): per-layer rules against hand-written loops over the spec's formulas,
-conservation, the explainer's contract on VGG-style nets, and refusals of networks outside its scope."""
+the residual-block rule (§5.3 [CODE]) against a hand composition of the layer rules, conservation, the explainer's
+contract on VGG-style nets and ResNets, and refusals of networks outside its scope."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import spixel
 from spixel.attribution import equilibrium as ae
 from spixel.errors import BadParameterError
 from spixel.registry import METHODS
-from spixel.train.nets import build_net, cam_layer, net_config
+from spixel.train.nets import BasicBlock, build_net, cam_layer, net_config
 
 
 # ---------------------------------------------------------------------------------------------- references
@@ -226,9 +227,13 @@ def test_empty_section_gives_zeros_not_nan():
 
 def _receptive_fields_mixed(model: nn.Module, x: Tensor) -> bool:
     """Independent check of the precondition of exact sums: every receptive field of every hidden conv's input
-    (padding left out) holds an active (> 0) and an inactive (≤ 0) input."""
+    (padding left out) holds an active (> 0) and an inactive (≤ 0) input. Shortcut convs are not traversed."""
     inputs: list[tuple[nn.Conv2d, Tensor]] = []
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)][1:]
+    convs = [
+        m
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Conv2d) and "downsample" not in n and "shortcut" not in n
+    ][1:]
     hooks = [m.register_forward_pre_hook(lambda m, i: inputs.append((m, i[0].detach()))) for m in convs]
     try:
         with torch.no_grad():
@@ -255,6 +260,116 @@ def test_map_of_a_vgg_style_net_sums_to_r_minus_2(tiny, tiny_x, r):
     assert torch.allclose(e.attribution.flatten(1).sum(1), torch.full((3,), r - 2.0), atol=1e-5)
 
 
+# ---------------------------------------------------------------------------------------------- residual blocks
+def _block(kind: str, seed: int) -> nn.Module:
+    """A residual block in float64, eval mode, seeded weights, random BN; ``cin`` 4 → 6 with stride 2 (so the
+    shortcut is a 1×1 conv + BN), ``basic-id``: 6 → 6, identity shortcut."""
+    from torchvision.models.resnet import BasicBlock as TVBasic
+    from torchvision.models.resnet import Bottleneck as TVBottleneck
+
+    torch.manual_seed(seed)
+
+    def down(cin: int, cout: int) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(cin, cout, 1, stride=2, bias=False), nn.BatchNorm2d(cout))
+
+    block = {
+        "spixel": lambda: BasicBlock(4, 6, stride=2),
+        "spixel-id": lambda: BasicBlock(6, 6),
+        "tv-basic": lambda: TVBasic(4, 6, stride=2, downsample=down(4, 6)),
+        "tv-bottleneck": lambda: TVBottleneck(4, 2, stride=2, downsample=down(4, 8)),
+    }[kind]()
+    _randomise_bn(block)
+    return block.double().eval()
+
+
+def _cin(block: nn.Module) -> int:
+    return block.conv1.in_channels
+
+
+def _branch_by_hand(block: nn.Module, x: Tensor, rel: Tensor, r: float) -> Tensor:
+    """The released rule written out (§5.3 [CODE]): a plain forward of the branch records the layer inputs, then
+    ``rel / 2`` goes back bn_last → conv_last → (ReLU) → … → bn1 → conv1 with the per-layer rules, times 2."""
+    convs = [block.conv1, block.conv2] + ([block.conv3] if hasattr(block, "conv3") else [])
+    bns = [block.bn1, block.bn2] + ([block.bn3] if hasattr(block, "bn3") else [])
+    conv_in, bn_in, a = [], [], x
+    with torch.no_grad():
+        for conv, bn in zip(convs, bns, strict=True):
+            conv_in.append(a)
+            bn_in.append(conv(a))
+            a = F.relu(bn(bn_in[-1]))
+    out = rel / 2
+    for conv, xc, xb in reversed(list(zip(convs, conv_in, bn_in, strict=True))):
+        out = ae.batchnorm_rule(xb, out)
+        out = ae.ae_conv_rule(xc, out, conv, r)
+    return 2 * out
+
+
+@pytest.mark.parametrize("kind", ["spixel", "spixel-id", "tv-basic", "tv-bottleneck"])
+@pytest.mark.parametrize("r", [1.0, 2.0])
+def test_residual_rule_is_the_branch_rules_composed_by_hand(kind, r):
+    block = _block(kind, seed=20)
+    torch.manual_seed(21)
+    stem = nn.Conv2d(3, _cin(block), 3, padding=1).double()
+    net = nn.Sequential(stem, nn.ReLU(), block)
+    img = _signed((2, 3, 8, 8), seed=22)
+    a0 = F.relu(stem(img)).detach()
+    rel = _signed(tuple(block(a0).shape), seed=23)
+    _, steps, act = ae.forward_chain(net, "2", block, img)
+    assert torch.equal(act, block(a0))
+    want = _branch_by_hand(block, a0, rel, r)
+    assert torch.allclose(ae.residual_rule(steps[2], rel, r), want, atol=1e-12)
+    # the whole chain: the block, then the ReLU (identity) and the image conv's z^B rule
+    assert torch.allclose(ae.propagate(steps, rel, r), ae.zb_rule(img, want, stem), atol=1e-12)
+    n = 3 if kind == "tv-bottleneck" else 2
+    want_names = [f"2.{layer}{i}" for i in range(1, n + 1) for layer in ("conv", "bn")]
+    assert [s.name for s in steps[2].branch if s.x is not None] == want_names, "the branch only, in order"
+    if kind != "tv-bottleneck":  # a 3×3 conv1 totals r − 2 once every window mixes active and inactive inputs
+        assert _receptive_fields_mixed(nn.Sequential(nn.Identity(), block), a0), "precondition of exact sums"
+        assert torch.allclose(want.flatten(1).sum(1), torch.full((2,), 2 * (r - 2), dtype=torch.float64))
+
+
+@pytest.mark.parametrize("kind", ["spixel", "tv-basic", "tv-bottleneck"])
+def test_shortcut_is_ignored(kind):
+    block = _block(kind, seed=30)
+    net = nn.Sequential(block)
+    x = _relu_like((2, _cin(block), 8, 8), seed=31)
+    rel = _signed(tuple(block(x).shape), seed=32)
+    _, steps, _ = ae.forward_chain(net, "0", block, x)
+    before, out_before = ae.residual_rule(steps[0], rel, 1.5), block(x).detach()
+    shortcut = block.shortcut if kind == "spixel" else block.downsample
+    with torch.no_grad():
+        shortcut[0].weight.mul_(-3.0)
+        shortcut[1].bias.add_(1.0)
+    _, steps, _ = ae.forward_chain(net, "0", block, x)
+    assert not torch.allclose(block(x), out_before), "the shortcut must matter to the forward pass"
+    assert torch.equal(ae.residual_rule(steps[0], rel, 1.5), before)
+
+
+@pytest.mark.parametrize("net", ["small_resnet", "tv_resnet18"])
+@pytest.mark.parametrize("r", [1.0, 1.5, 2.0])
+def test_map_of_a_basic_block_resnet_sums_to_twice_r_minus_2(net, r, request):
+    """Each BasicBlock returns 2 × its conv1 rule's total, 2(r − 2), whatever comes in; max pool, BN, ReLU and z^B
+    conserve — exact once every traversed conv's receptive fields mix active and inactive inputs (checked)."""
+    model = request.getfixturevalue(net)
+    size = model.input_size
+    x = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(3))
+    assert _receptive_fields_mixed(model.module, x), "precondition of exact sums fails for this input"
+    e = ae.attribution_equilibrium(model, x, ratio=r)
+    assert torch.allclose(e.raw.flatten(1).sum(1), torch.full((3,), 2 * (r - 2)), atol=1e-4)
+
+
+def test_torchvision_resnet18(tv_resnet18):
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    e = ae.attribution_equilibrium(tv_resnet18, x, [1, 7])
+    assert e.attribution.shape == (2, 64, 64) and e.raw.shape == (2, 3, 64, 64)
+    assert torch.isfinite(e.raw).all() and e.raw.abs().sum() > 0
+    assert e.meta["params"]["layer"] == "layer4"
+    # a stage's output is its last block's output: starting at either is the same
+    assert torch.equal(ae.attribution_equilibrium(tv_resnet18, x, [1, 7], layer="layer4.1").raw, e.raw)
+    assert torch.equal(ae.attribution_equilibrium(tv_resnet18, x, [1, 7]).raw, e.raw)
+    assert _hooks(tv_resnet18.module) == 0 and not tv_resnet18.module.training
+
+
 # ---------------------------------------------------------------------------------------------- explainer
 @pytest.fixture(scope="module")
 def small_vgg() -> spixel.ModelAdapter:
@@ -272,13 +387,55 @@ def small_vgg() -> spixel.ModelAdapter:
     )
 
 
+def _randomise_bn(net: nn.Module) -> None:
+    """Random BN affine parameters and statistics (spixel's nets zero-init the last BN of a residual branch)."""
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+
+
+@pytest.fixture(scope="module")
+def small_resnet() -> spixel.ModelAdapter:
+    cfg = net_config("resnet", num_classes=5, widths=[8, 16])
+    torch.manual_seed(0)
+    net = build_net(cfg)
+    _randomise_bn(net)
+    net.eval()
+    return spixel.ModelAdapter(
+        net, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=32, layers={"cam": cam_layer(cfg)}
+    )
+
+
+@pytest.fixture(scope="module")
+def tv_resnet18() -> spixel.ModelAdapter:
+    """torchvision ResNet-18, random weights and BN statistics; the stem BN's means are raised so that the max-pool
+    output (layer1.0.conv1's input) keeps inactive inputs in every receptive field (precondition of exact sums)."""
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None, num_classes=10)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+        net.bn1.running_mean.uniform_(0.2, 0.6)
+    net.eval()
+    return spixel.ModelAdapter(net, input_size=64, layers={"cam": "layer4"})
+
+
 @pytest.fixture(scope="module")
 def xs() -> Tensor:
     return torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
 
 
-def test_shapes_meta_and_finiteness(small_vgg, xs):
-    e = ae.attribution_equilibrium(small_vgg, xs, [0, 1, 2, 4], ratio=1.5, batch_size=3)
+@pytest.mark.parametrize("net", ["small_vgg", "small_resnet"])
+def test_shapes_meta_and_finiteness(net, xs, request):
+    e = ae.attribution_equilibrium(request.getfixturevalue(net), xs, [0, 1, 2, 4], ratio=1.5, batch_size=3)
     assert e.attribution.shape == (4, 32, 32) and e.raw.shape == (4, 3, 32, 32)
     assert torch.isfinite(e.raw).all()
     assert torch.equal(e.attribution, e.raw.sum(1))
@@ -287,20 +444,26 @@ def test_shapes_meta_and_finiteness(small_vgg, xs):
     assert METHODS.get("attribution_equilibrium").info["family"] == "propagation"
 
 
-def test_batch_equals_single_images_with_per_image_targets(small_vgg, xs):
+@pytest.mark.parametrize("net", ["small_vgg", "small_resnet", "tv_resnet18"])
+def test_batch_equals_single_images_with_per_image_targets(net, xs, request):
+    model = request.getfixturevalue(net)
+    if net == "tv_resnet18":
+        xs = F.interpolate(xs, size=64, mode="bilinear")
     targets = [4, 0, 2, 2]
-    batch = ae.attribution_equilibrium(small_vgg, xs, targets, batch_size=2).raw
+    batch = ae.attribution_equilibrium(model, xs, targets, batch_size=2).raw
     for i, t in enumerate(targets):
-        one = ae.attribution_equilibrium(small_vgg, xs[i : i + 1], t).raw[0]
+        one = ae.attribution_equilibrium(model, xs[i : i + 1], t).raw[0]
         assert torch.allclose(batch[i], one, rtol=1e-4, atol=1e-6 * float(one.abs().max()))
-    other = ae.attribution_equilibrium(small_vgg, xs[:1], 1).raw[0]
+    other = ae.attribution_equilibrium(model, xs[:1], 1).raw[0]
     assert not torch.allclose(other, batch[0]), "the target must matter"
 
 
-def test_default_target_is_the_prediction_and_runs_are_deterministic(small_vgg, xs):
-    a = ae.attribution_equilibrium(small_vgg, xs)
-    assert a.meta["target"] == small_vgg.predict(xs).argmax(1).tolist()
-    assert torch.equal(a.raw, ae.attribution_equilibrium(small_vgg, xs).raw)
+@pytest.mark.parametrize("net", ["small_vgg", "small_resnet"])
+def test_default_target_is_the_prediction_and_runs_are_deterministic(net, xs, request):
+    model = request.getfixturevalue(net)
+    a = ae.attribution_equilibrium(model, xs)
+    assert a.meta["target"] == model.predict(xs).argmax(1).tolist()
+    assert torch.equal(a.raw, ae.attribution_equilibrium(model, xs).raw)
 
 
 def _hooks(module: nn.Module) -> int:
@@ -308,17 +471,20 @@ def _hooks(module: nn.Module) -> int:
     return sum(len(getattr(m, d, {})) for m in module.modules() for d in names)
 
 
-def test_model_left_untouched(small_vgg, xs):
-    net = small_vgg.module
-    reference = ae.attribution_equilibrium(small_vgg, xs, 1).raw
+@pytest.mark.parametrize("net", ["small_vgg", "small_resnet", "tv_resnet18"])
+def test_model_left_untouched(net, xs, request):
+    model = request.getfixturevalue(net)
+    net = model.module
+    first = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+    reference = ae.attribution_equilibrium(model, xs, 1).raw
     net.train()
-    net.stages[0][0].requires_grad_(False)
+    first.requires_grad_(False)
     state = {k: v.clone() for k, v in net.state_dict().items()}
     try:
-        got = ae.attribution_equilibrium(small_vgg, xs, 1).raw
+        got = ae.attribution_equilibrium(model, xs, 1).raw
         assert torch.equal(got, reference), "must run in eval mode"
         assert all(m.training for m in net.modules())
-        assert not net.stages[0][0].weight.requires_grad and net.fc.weight.requires_grad
+        assert not first.weight.requires_grad and net.fc.weight.requires_grad
         assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items()), "BN statistics changed"
         assert _hooks(net) == 0
         assert all(p.grad is None for p in net.parameters())
@@ -354,13 +520,37 @@ def test_efficientnet_lite0_is_refused(lite0):
     assert _hooks(lite0.module) == 0
 
 
-def test_residual_networks_are_refused(resnet18):
-    cfg = net_config("resnet", widths=[4, 8])
-    small = spixel.ModelAdapter(build_net(cfg).eval(), input_size=32, layers={"cam": cam_layer(cfg)})
-    for model, size in ((small, 32), (resnet18, 64)):
-        with pytest.raises(BadParameterError, match="sequential ReLU networks"):
-            ae.attribution_equilibrium(model, torch.zeros(1, 3, size, size))
-        assert _hooks(model.module) == 0
+class _FunctionalResidual(nn.Module):
+    """A residual block AE does not know: the addition is a tensor operation inside ``forward``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.relu(x + self.conv(x))
+
+
+class _SubclassedBlock(BasicBlock):
+    """Recognition is by exact class: a subclass may change ``forward``."""
+
+
+@pytest.mark.parametrize("block", [_FunctionalResidual(), _SubclassedBlock(4, 4)])
+def test_unknown_residual_blocks_are_refused(block):
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), block, nn.Flatten(), nn.Linear(4 * 8 * 8, 2))
+    model = spixel.ModelAdapter(net.eval(), input_size=8, layers={"cam": "2"})
+    with pytest.raises(BadParameterError, match="does not read the output of"):
+        ae.attribution_equilibrium(model, torch.randn(1, 3, 8, 8))
+    assert _hooks(net) == 0
+
+
+def test_target_layer_inside_a_block_is_refused(tv_resnet18):
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    for layer in ("layer4.1.conv2", "layer4.1.bn2"):
+        with pytest.raises(BadParameterError, match=r"inside the residual block 'layer4\.1'"):
+            ae.attribution_equilibrium(tv_resnet18, x, layer=layer)
+    assert _hooks(tv_resnet18.module) == 0
 
 
 @pytest.mark.parametrize(

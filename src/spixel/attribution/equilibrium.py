@@ -1,4 +1,4 @@
-"""AE — Attribution Equilibrium (Nam & Lee, IEEE TPAMI 2024, arXiv 2205.11109; spec §5) for sequential networks.
+"""AE — Attribution Equilibrium (Nam & Lee, IEEE TPAMI 2024, arXiv 2205.11109; spec §5): sequential nets, ResNets.
 
 Relevance starts at a convolutional layer (§5.1, paper eqs 5–7) as the per-channel gradient-weighted activation
 ``R = A ⊙ mean_ij(∂y_t/∂A)`` divided by ``|Σ R|`` (no channel sum, no ReLU), and is propagated back to the pixels
@@ -15,10 +15,15 @@ layer by layer (§5.2–5.3):
   identity [CODE].
 
 **Scope.** The leaves from the input to the target layer must form one chain (VGG-style: every leaf reads the
-previous leaf's output, the first one reads the image) of the layer types above; anything else — ReLU6, SiLU,
-grouped/depthwise convolutions, residual additions (ResNet), concatenations, operations done outside
-``nn.Module`` s — is refused with a :class:`~spixel.errors.BadParameterError`. (The released code's ResNet rule,
-§5.3, is not implemented.) In-place tensor methods called inside ``forward`` (``x.relu_()``) cannot be seen.
+previous leaf's output, the first one reads the image) of the layer types above, in which a **residual block** of a
+known class — torchvision's ``BasicBlock`` and ``Bottleneck``, spixel's :class:`~spixel.train.nets.BasicBlock`
+(exact types) — counts as one link. A block is propagated as the released code does (§5.3 [CODE], see
+:func:`residual_rule`): the shortcut/``downsample`` is discarded and the relevance goes through the residual branch
+only (bn2 → conv2 → ReLU → bn1 → conv1, a ``Bottleneck`` starting at bn3 → conv3), halved before and doubled
+after. Anything else — ReLU6, SiLU, grouped/depthwise convolutions, other residual additions, concatenations,
+operations done outside ``nn.Module`` s — is refused with a :class:`~spixel.errors.BadParameterError`. The
+``residual="add_split"`` variant of §5.3 is not implemented. In-place tensor methods called inside ``forward``
+(``x.relu_()``) cannot be seen.
 
 **Conservation** (§5.4 unit checks). Per hidden conv ``Σ C1 = r − 1``, ``Σ A = 1``, ``Σ B = −1`` and the layer's
 output total is ``r − 2`` — exactly, as long as no denominator vanishes: ``Z_k = Σ_j x_j |w_jk|`` for an output
@@ -26,12 +31,18 @@ with relevance, ``Z_a,k`` (some active input in the receptive field) for positiv
 inactive input) for negative ``R_k``. A vanishing denominator drops that share (0/0 := 0, spec guard; the released
 code would give NaN). Zero padding does not break the sums: padded positions are neither active nor inactive
 inputs and enter no denominator. The z^B rule and the pool rules conserve, so a VGG map sums to ``r − 2``.
+A residual block's output relevance sums to twice its first branch conv's: ``2(r − 2)`` for a ``BasicBlock`` (3×3),
+0 for a ``Bottleneck`` (1×1, §5.2 item 7), whatever the incoming total (the conv rule renormalises its sections);
+so a map of a ``BasicBlock`` ResNet (ResNet-18, spixel's SmallResNet) sums to ``2(r − 2)``, of a ResNet-50 to 0 —
+again only without vanishing denominators: torchvision's ``layer1.0.conv1`` reads the max-pool output, which can
+lack inactive inputs (a random-weight ResNet-18 at 224 px gave −0.43 instead of −1 for ``r = 1.5``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from functools import cache
 from typing import Any, NamedTuple
 
 import torch
@@ -50,7 +61,18 @@ POOL_EPS = 1e-9
 _PASS = (nn.ReLU, nn.Dropout, nn.Dropout2d, nn.Identity)
 _POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 _KNOWN = (*_PASS, *_POOLS, nn.BatchNorm2d, nn.Conv2d)
-_SCOPE = "AE supports sequential ReLU networks (VGG-style)"
+_SCOPE = "AE supports sequential ReLU networks (VGG-style) and ResNets of known residual blocks"
+
+
+@cache
+def _residual_blocks() -> dict[type[nn.Module], str]:
+    """The residual block classes with an AE rule (§5.3 [CODE]), each with the name of its shortcut submodule."""
+    from torchvision.models.resnet import BasicBlock as TVBasic
+    from torchvision.models.resnet import Bottleneck as TVBottleneck
+
+    from ..train.nets import BasicBlock
+
+    return {TVBasic: "downsample", TVBottleneck: "downsample", BasicBlock: "shortcut"}
 
 
 class AETerms(NamedTuple):
@@ -207,6 +229,7 @@ class _Step(NamedTuple):
     name: str
     module: nn.Module
     x: Tensor | None  # the recorded input (layers whose rule needs it)
+    branch: tuple[_Step, ...] = ()  # a residual block: its residual branch's leaves in execution order
 
 
 def _type_name(m: nn.Module) -> str:
@@ -218,36 +241,44 @@ def forward_chain(
 ) -> tuple[Tensor, list[_Step], Tensor]:
     """One forward of ``x`` that records the leaf modules up to ``layer`` in execution order with their inputs.
 
+    A residual block of a known class (see the module docstring) is one step whose ``branch`` holds the leaves of
+    its residual branch (everything but the shortcut) in the order they ran, with their inputs; its internals are
+    not checked as a chain (the shortcut reads the block input, torchvision reuses one ReLU).
     Returns ``(logits, steps, A)`` where ``A`` is the layer output as a leaf that requires grad (the network
     continues from a clone of it, so ``∂ logits / ∂ A`` is one ``autograd.grad`` away). Refuses
-    (:class:`BadParameterError`) a leaf type without an AE rule, a leaf run twice, a leaf that does not read the
-    previous leaf's output (the first must read ``x``) and a layer whose output is not its last leaf's output.
-    Hooks are always removed.
+    (:class:`BadParameterError`) a leaf type without an AE rule, a leaf or block run twice, a leaf or block that
+    does not read the previous one's output (the first must read ``x``), a target layer inside a block and a layer
+    whose output is not its last step's output. Hooks are always removed.
     """
+    kinds = _residual_blocks()
     steps: list[_Step] = []
     seen: set[str] = set()
-    state: dict[str, Any] = {"prev": x, "prev_name": "the model input", "act": None}
+    state: dict[str, Any] = {"prev": x, "prev_name": "the model input", "act": None, "block": None, "branch": []}
+
+    def check_link(name: str, what: str, inp: tuple[Any, ...]) -> None:
+        if name in seen:
+            raise BadParameterError(f"{_SCOPE}; {what} {name!r} runs more than once per forward pass")
+        seen.add(name)
+        if not inp or inp[0] is not state["prev"]:
+            raise BadParameterError(
+                f"{_SCOPE}; {what} {name!r} does not read the output of {state['prev_name']!r} (a residual "
+                "addition of an unknown block, a concatenation or an operation outside nn.Modules)"
+            )
+
+    def leaf_step(name: str, m: nn.Module, inp: tuple[Any, ...]) -> _Step:
+        if type(m) not in _KNOWN:
+            raise BadParameterError(
+                f"{_SCOPE}; layer {name!r} ({_type_name(m)}) before the target layer has no AE rule"
+            )
+        if isinstance(m, nn.Conv2d):
+            _check_conv(m)
+        return _Step(name, m, None if isinstance(m, _PASS) else inp[0].detach().clone())
 
     def pre(name: str):
         def hook(m: nn.Module, inp: tuple[Any, ...]) -> None:
-            if state["act"] is not None:
-                return
-            if type(m) not in _KNOWN:
-                raise BadParameterError(
-                    f"{_SCOPE}; layer {name!r} ({_type_name(m)}) before the target layer has no AE rule"
-                )
-            if name in seen:
-                raise BadParameterError(f"{_SCOPE}; layer {name!r} runs more than once per forward pass")
-            seen.add(name)
-            if not inp or inp[0] is not state["prev"]:
-                raise BadParameterError(
-                    f"{_SCOPE}; layer {name!r} does not read the output of {state['prev_name']!r} (a residual "
-                    "branch, a concatenation or an operation outside nn.Modules)"
-                )
-            if isinstance(m, nn.Conv2d):
-                _check_conv(m)
-            keep = not isinstance(m, _PASS)
-            steps.append(_Step(name, m, inp[0].detach().clone() if keep else None))
+            if state["act"] is None:
+                check_link(name, "layer", inp)
+                steps.append(leaf_step(name, m, inp))
 
         return hook
 
@@ -258,11 +289,43 @@ def forward_chain(
 
         return hook
 
+    def inner_pre(name: str, block: str, in_branch: bool):
+        def hook(m: nn.Module, inp: tuple[Any, ...]) -> None:
+            if state["act"] is not None:
+                return
+            if state["block"] != block:
+                raise BadParameterError(f"{_SCOPE}; layer {name!r} runs outside its residual block {block!r}")
+            if in_branch:
+                state["branch"].append(leaf_step(name, m, inp))
+
+        return hook
+
+    def block_pre(name: str):
+        def hook(_m: nn.Module, inp: tuple[Any, ...]) -> None:
+            if state["act"] is None:
+                check_link(name, "residual block", inp)
+                state["block"], state["branch"] = name, []
+
+        return hook
+
+    def block_post(name: str):
+        def hook(m: nn.Module, _inp: Any, out: Any) -> None:
+            if state["act"] is None:
+                steps.append(_Step(name, m, None, tuple(state["branch"])))
+                state["prev"], state["prev_name"], state["block"] = out, name, None
+
+        return hook
+
     def at_layer(_m: nn.Module, _inp: Any, out: Any) -> Tensor:
         if state["act"] is not None:
             raise BadParameterError(f"layer {layer_name!r} runs more than once per forward pass; choose another")
         if not isinstance(out, Tensor) or out.ndim != 4:
             raise BadParameterError(f"AE needs a target layer with a (N, C, h, w) output; {layer_name!r} is not")
+        if state["block"] is not None:
+            raise BadParameterError(
+                f"{_SCOPE}; the target layer {layer_name!r} lies inside the residual block {state['block']!r}: "
+                "choose the block or a layer outside it"
+            )
         if out is not state["prev"]:
             raise BadParameterError(
                 f"{_SCOPE}; the output of {layer_name!r} is not the output of its last layer {state['prev_name']!r}"
@@ -271,12 +334,27 @@ def forward_chain(
         state["act"] = a
         return a.clone()
 
+    blocks: dict[str, str] = {}  # recognised block name -> prefix of its shortcut's names
+    named = list(module.named_modules())
+    for name, m in named:
+        inside = any(name.startswith(f"{b}.") or not b for b in blocks)
+        if type(m) in kinds and not inside:
+            blocks[name] = f"{name}.{kinds[type(m)]}" if name else kinds[type(m)]
     handles = []
     try:
-        for name, m in module.named_modules():
-            if name and next(m.children(), None) is None:
-                handles.append(m.register_forward_pre_hook(pre(name)))
-                handles.append(m.register_forward_hook(post(name)))
+        for name, m in named:
+            if name in blocks:
+                handles.append(m.register_forward_pre_hook(block_pre(name)))
+                handles.append(m.register_forward_hook(block_post(name)))
+            elif name and next(m.children(), None) is None:
+                block = next((b for b in blocks if not b or name.startswith(f"{b}.")), None)
+                if block is None:
+                    handles.append(m.register_forward_pre_hook(pre(name)))
+                    handles.append(m.register_forward_hook(post(name)))
+                else:
+                    sc = blocks[block]
+                    on_branch = not (name == sc or name.startswith(f"{sc}."))
+                    handles.append(m.register_forward_pre_hook(inner_pre(name, block, on_branch)))
         handles.append(layer.register_forward_hook(at_layer))
         with torch.enable_grad():
             logits = module(x)
@@ -285,27 +363,56 @@ def forward_chain(
             h.remove()
     if state["act"] is None:
         raise BadParameterError(f"layer {layer_name!r} did not run during the forward pass")
-    if not any(isinstance(s.module, nn.Conv2d) for s in steps):
+    if next(_convs(steps), None) is None:
         raise BadParameterError(f"AE needs a convolution before the target layer {layer_name!r}")
     return logits, steps, state["act"]
 
 
-def propagate(steps: list[_Step], relevance: Tensor, ratio: float) -> Tensor:
-    """Relevance of the chain's input from the relevance of its output, the §5.2–5.3 rules in reverse order."""
-    first_conv = next(i for i, s in enumerate(steps) if isinstance(s.module, nn.Conv2d))
-    r = relevance
-    for i in range(len(steps) - 1, -1, -1):
-        m, x = steps[i].module, steps[i].x
-        if isinstance(m, _PASS):
+def _convs(steps: list[_Step] | tuple[_Step, ...]) -> Iterator[_Step]:
+    """The convolution steps in execution order, residual branches included."""
+    for s in steps:
+        if s.branch:
+            yield from _convs(s.branch)
+        elif isinstance(s.module, nn.Conv2d):
+            yield s
+
+
+def _propagate(steps: list[_Step] | tuple[_Step, ...], r: Tensor, ratio: float, image_conv: _Step | None) -> Tensor:
+    for s in reversed(steps):
+        m, x = s.module, s.x
+        if s.branch:
+            r = _residual(s, r, ratio, image_conv)
+        elif isinstance(m, _PASS):
             continue
-        assert x is not None
-        if isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, nn.BatchNorm2d):
+            assert x is not None
             r = batchnorm_rule(x, r)
         elif isinstance(m, _POOLS):
+            assert x is not None
             r = pool_rule(x, r, m)
         elif isinstance(m, nn.Conv2d):
-            r = zb_rule(x, r, m) if i == first_conv else ae_conv_rule(x, r, m, ratio)
+            assert x is not None
+            r = zb_rule(x, r, m) if s is image_conv else ae_conv_rule(x, r, m, ratio)
     return r
+
+
+def _residual(step: _Step, r: Tensor, ratio: float, image_conv: _Step | None) -> Tensor:
+    return 2 * _propagate(step.branch, r / 2, ratio, image_conv)
+
+
+def residual_rule(step: _Step, relevance: Tensor, ratio: float = 2.0) -> Tensor:
+    """Relevance of a residual block's input (§5.3 [CODE], the released code's default): ``relevance / 2`` goes
+    back through the residual branch's leaves (``step.branch``, as recorded by :func:`forward_chain`) with the
+    per-layer rules, the shortcut/``downsample`` gets nothing, and the result is doubled. The halving changes
+    nothing (the branch's last layer is a BN before a conv, whose rule renormalises its sections), the doubling
+    does: the block's output totals twice its first conv's (``2(r − 2)`` for a 3×3, 0 for a 1×1 kernel)."""
+    return _residual(step, relevance, ratio, None)
+
+
+def propagate(steps: list[_Step], relevance: Tensor, ratio: float) -> Tensor:
+    """Relevance of the chain's input from the relevance of its output, the §5.2–5.3 rules in reverse order; the
+    first convolution (the one that reads the image) takes the z^B rule."""
+    return _propagate(steps, relevance, ratio, next(_convs(steps)))
 
 
 @explainer("attribution_equilibrium", family="propagation", reduction="signed channel sum", reduce2d="sum")
@@ -318,13 +425,17 @@ def attribution_equilibrium(
     layer: str | None = None,
     batch_size: int = 16,
 ) -> Explanation:
-    """Attribution Equilibrium (Nam & Lee, TPAMI 2024; spec §5) for sequential VGG-style ReLU networks.
+    """Attribution Equilibrium (Nam & Lee, TPAMI 2024; spec §5) for VGG-style ReLU networks and ResNets.
 
     ``layer``: where the propagation starts — a role or module name, by default the adapter's ``"cam"`` role
-    (as Grad-CAM; VGG-16: ``features.29``). ``ratio`` ∈ [1, 2]: the weight ``r`` of the positive section
+    (as Grad-CAM; VGG-16: ``features.29``, ResNets: ``layer4``; a residual block or a stage of blocks may be the
+    target, a layer inside a block may not). ``ratio`` ∈ [1, 2]: the weight ``r`` of the positive section
     (eq 9; the released ImageNet script uses 2). ``batch_size`` bounds the images per forward/propagation.
-    ``raw`` is the input relevance ``(N, 3, H, W)``; the map is its signed channel sum (total ≈ ``r − 2``).
-    Networks with residual connections or layers without an AE rule are refused (see the module docstring).
+    ``raw`` is the input relevance ``(N, 3, H, W)``; the map is its signed channel sum (total ≈ ``r − 2``; with
+    ``BasicBlock`` s ``2(r − 2)``, with ``Bottleneck`` s 0). Residual blocks of torchvision's ``BasicBlock``/
+    ``Bottleneck`` and spixel's ``BasicBlock`` take the released code's rule (§5.3 [CODE]): the relevance flows
+    only through the residual branch, the shortcut is discarded. Other residual connections and layers without an
+    AE rule are refused (see the module docstring).
     """
     t0 = time.perf_counter()
     ratio = check_float("ratio", ratio, lo=1.0, hi=2.0)
