@@ -2,7 +2,7 @@
 of the pixels into a blank image, top-1 accuracy), the pointing game and the outside–inside relevance ratio, for
 AE at three ratios r against the gradient, CAM and propagation baselines on the same model and images.
 
-``--model`` is a VGG-style ``spixel train`` checkpoint (AE runs on sequential ReLU networks:
+``--model`` is a ``spixel train`` checkpoint (AE runs on VGG-style nets and ResNets, e.g.
 ``spixel train one --arch vgg --out M`` → ``M/vgg.pt``); the first ``--n`` images of ``SyntheticDataset(n, seed=1)``
 (held out) are explained for their label. Insertion: ``spixel.evaluate(..., "insertion_blur")`` (σ = 2 px at 224,
 scaled), relative to the accuracy on the unperturbed images. Pointing game: 15 px at 224, scaled, against the exact
@@ -35,7 +35,7 @@ METHODS: tuple[tuple[str, str, dict], ...] = (
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True, help="a VGG-style checkpoint written by spixel train")
+    ap.add_argument("--model", required=True, help="a checkpoint written by spixel train (VGG- or ResNet-style)")
     ap.add_argument("--n", type=int, default=500, help="held-out images (default: 500)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     args = ap.parse_args()
