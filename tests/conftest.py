@@ -34,6 +34,16 @@ class TinyCNN(nn.Module):
         return self.fc(self.pool(self.features(x)).flatten(1))
 
 
+def random_bn_stats(net: nn.Module, mean: float = 0.1) -> None:
+    """Non-trivial BatchNorm running statistics (mean ~ U(−mean, mean), var ~ U(0.5, 1.5)), so that eval mode
+    matters; drawn from torch's global generator in module order."""
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-mean, mean)
+                m.running_var.uniform_(0.5, 1.5)
+
+
 def make_tiny(seed: int = 0) -> ModelAdapter:
     torch.manual_seed(seed)
     m = TinyCNN()
@@ -66,11 +76,7 @@ def resnet18() -> ModelAdapter:
 
     torch.manual_seed(0)
     m = torchvision.models.resnet18(weights=None, num_classes=1000)
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean.uniform_(-0.1, 0.1)
-                mod.running_var.uniform_(0.5, 1.5)
+    random_bn_stats(m)
     m.eval()
     return ModelAdapter(m, input_size=64, resize=73, layers={"cam": "layer4"}, name="resnet18-random")
 

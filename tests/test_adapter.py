@@ -13,6 +13,7 @@ from PIL import Image
 from skimage import data as skdata
 from torch import nn
 
+from conftest import random_bn_stats
 from spixel.errors import BadImageError, BadInputError, BadParameterError, SpixelError, UnknownNameError
 from spixel.models import ModelAdapter, as_adapter, load_model
 
@@ -197,11 +198,7 @@ def test_predict_softmax_restores_mode(tiny: ModelAdapter, tiny_x: torch.Tensor)
 def _random_resnet18(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     m = torchvision.models.resnet18(weights=None)
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean.uniform_(-0.1, 0.1)
-                mod.running_var.uniform_(0.5, 1.5)
+    random_bn_stats(m)
     return m.eval()
 
 

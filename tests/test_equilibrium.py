@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import spixel
+from conftest import random_bn_stats
 from spixel.attribution import equilibrium as ae
 from spixel.errors import BadParameterError
 from spixel.registry import METHODS
@@ -376,11 +377,7 @@ def small_vgg() -> spixel.ModelAdapter:
     cfg = net_config("vgg", num_classes=5, widths=[8, 16])
     torch.manual_seed(0)
     net = build_net(cfg)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
+    random_bn_stats(net, 0.2)
     net.eval()
     return spixel.ModelAdapter(
         net, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=32, layers={"cam": cam_layer(cfg)}
@@ -418,11 +415,8 @@ def tv_resnet18() -> spixel.ModelAdapter:
 
     torch.manual_seed(0)
     net = torchvision.models.resnet18(weights=None, num_classes=10)
+    random_bn_stats(net)
     with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
         net.bn1.running_mean.uniform_(0.2, 0.6)
     net.eval()
     return spixel.ModelAdapter(net, input_size=64, layers={"cam": "layer4"})
