@@ -1,8 +1,9 @@
 """A picture of the papers' methods on exact ground truth: for a few held-out synthetic images (the object's outline
 in white), integrated gradients, Grad-CAM, guided backprop, Attribution Equilibrium, GAD and Grad-CAM averaged over
-Ward NAS superpixels, all from the same ``spixel train`` model and for the label. Writes a PNG (docs/images)::
+Ward NAS superpixels, all from the same ``spixel train`` model and for the label.
+Writes an image (PNG or JPEG by the suffix; docs/images)::
 
-    python benchmarks/ground_truth_gallery.py --model M/vgg.pt --supports G --out docs/images/ground_truth_methods.png
+    python benchmarks/ground_truth_gallery.py --model M/vgg.pt --supports G --out docs/images/ground_truth_methods.jpg
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="a VGG-style checkpoint written by spixel train")
     ap.add_argument("--supports", required=True, help="folder of its GAD supports (spixel train gad)")
-    ap.add_argument("--out", required=True, help="PNG to write")
+    ap.add_argument("--out", required=True, help="image to write (.png or .jpg)")
     ap.add_argument("--n", type=int, default=5, help="images (default: 5)")
     args = ap.parse_args()
     model = spixel.load_model(args.model)
