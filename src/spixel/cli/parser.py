@@ -8,6 +8,14 @@ from .common import Parser, positive_int, seed_arg
 from .demo import DEMO_METHODS
 
 
+def _add_run_args(p: argparse.ArgumentParser, out: str, seeded: str) -> None:
+    """``--out``, ``--seed``, ``--device``, ``--batch-size``: the options explain, evaluate and segment share."""
+    p.add_argument("--out", default=out, help=f"output folder (default: {out})")
+    p.add_argument("--seed", type=seed_arg, default=0, help=f"seed of {seeded} (default: 0)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (default: 8)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
@@ -36,10 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="method parameter, repeatable (e.g. n_steps=20, squared=true)",
     )
-    e.add_argument("--out", default="spixel_out", help="output folder (default: spixel_out)")
-    e.add_argument("--seed", type=seed_arg, default=0, help="seed of the stochastic methods (default: 0)")
-    e.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    e.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (default: 8)")
+    _add_run_args(e, "spixel_out", "the stochastic methods")
     e.add_argument(
         "--regions",
         default=None,
@@ -98,10 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ground-truth box of the single IMAGE in its original pixels (exclusive ends), for the "
         "localisation metrics; sample:NAME photos carry their own",
     )
-    ev.add_argument("--out", default="spixel_eval", help="output folder (default: spixel_eval)")
-    ev.add_argument("--seed", type=seed_arg, default=0, help="seed of the stochastic methods and metrics (default: 0)")
-    ev.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    ev.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (default: 8)")
+    _add_run_args(ev, "spixel_eval", "the stochastic methods and metrics")
     ev.add_argument(
         "--regions",
         default=None,
@@ -143,10 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="paint the regions under the boundaries: none (the photo, default), colors (a distinct "
         "colour each) or mean (each region's mean colour)",
     )
-    sg.add_argument("--out", default="spixel_out", help="output folder (default: spixel_out)")
-    sg.add_argument("--seed", type=seed_arg, default=0, help="seed of stochastic segmenters (default: 0)")
-    sg.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    sg.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (default: 8)")
+    _add_run_args(sg, "spixel_out", "stochastic segmenters")
 
     ls = sub.add_parser("list", help="list the registered methods, models, segmenters and metrics")
     ls.add_argument(
