@@ -97,6 +97,8 @@ def test_segmenter_contract(name: str, photos: torch.Tensor) -> None:
     for i in range(2):
         ids = torch.unique(seg.labels[i])
         assert torch.equal(ids, torch.arange(len(ids)))  # contiguous 0..K-1
+        if name != "xrai":
+            assert _is_canonical(seg.labels[i])  # ids by first appearance in raster order
     assert bool((seg.num_segments >= 1).all())
     assert seg.meta["segmenter"] == name
     assert torch.equal(_run(name, photos).labels, seg.labels)  # deterministic (seeded where stochastic)
@@ -168,7 +170,7 @@ def test_slic_matches_skimage_directly(photos: torch.Tensor) -> None:
     seg = segment(photos, "slic", n_segments=40, compactness=15.0)
     img = photos[0].permute(1, 2, 0).double().numpy()
     ref = sk_slic(img, n_segments=40, compactness=15.0, sigma=0, start_label=0, channel_axis=-1)
-    assert torch.equal(seg.labels[0], torch.from_numpy(np.unique(ref, return_inverse=True)[1].reshape(ref.shape)))
+    assert torch.equal(seg.labels[0], torch.from_numpy(_canonical_reference(ref)))
     assert seg.meta["backend"] == "skimage"  # "auto" is skimage
 
 
@@ -290,7 +292,7 @@ def test_guided_slic_equals_brute_force_slic_step(variant: str, seed: int) -> No
         max_num_iter=2,
         enforce_connectivity=False,
     )
-    assert torch.equal(seg.labels[0], torch.from_numpy(np.unique(sk32, return_inverse=True)[1].reshape(32, 32)))
+    assert torch.equal(seg.labels[0], torch.from_numpy(_canonical_reference(sk32)))
 
 
 def test_guided_slic_needs_a_gradient(photos: torch.Tensor) -> None:
@@ -416,20 +418,44 @@ def test_segmentation_validation() -> None:
         Segmentation([[0, 1]])  # type: ignore[arg-type]
     seg = Segmentation.from_labels(np.array([[[5, 5, 9], [7, 7, 9]], [[3, 3, 3], [3, 3, 3]]]))
     assert seg.num_segments.tolist() == [3, 1]
-    assert seg.labels[0].tolist() == [[0, 0, 2], [1, 1, 2]]
+    assert seg.labels[0].tolist() == [[0, 0, 1], [2, 2, 1]]  # canonical: ids by first appearance in raster order
     assert seg.areas.tolist() == [[2, 2, 2], [6, 0, 0]]
     adj = seg.adjacency(0)
     assert adj.tolist() == [[False, True, True], [True, False, True], [True, True, False]]
     assert seg[1].num_segments.tolist() == [1] and seg[1].max_segments == 1
 
 
-def test_relabel_matches_np_unique() -> None:
+def _canonical_reference(lab: np.ndarray) -> np.ndarray:
+    """Ids by first appearance in raster order, by a plain loop over the pixels."""
+    seen: dict[int, int] = {}
+    out = np.empty(lab.size, dtype=np.int64)
+    for j, v in enumerate(lab.ravel().tolist()):
+        out[j] = seen.setdefault(v, len(seen))
+    return out.reshape(lab.shape)
+
+
+def _is_canonical(lab: torch.Tensor) -> bool:
+    """Every id's first pixel comes after the first pixel of every smaller id."""
+    flat = lab.flatten()
+    k = int(flat.max()) + 1
+    first = [int((flat == i).nonzero()[0]) for i in range(k)]
+    return first == sorted(first)
+
+
+def test_relabel_gives_the_canonical_order() -> None:
     rng = np.random.default_rng(0)
-    for lab in (rng.integers(-3, 40, (9, 7)), rng.integers(0, 5, (4, 4)).astype(np.uint8) * 3, np.full((2, 2), 7)):
-        np.testing.assert_array_equal(relabel(lab), np.unique(lab, return_inverse=True)[1].reshape(lab.shape))
+    cases = (rng.integers(-3, 40, (9, 7)), rng.integers(0, 5, (4, 4)).astype(np.uint8) * 3, np.full((2, 2), 7))
+    for lab in cases:
+        np.testing.assert_array_equal(relabel(lab), _canonical_reference(lab))
         assert relabel(lab).dtype == np.int64
+        perm = rng.permutation(100)  # the same partition under other ids gets the same labels
+        np.testing.assert_array_equal(relabel(perm[lab - lab.min()]), relabel(lab))
     batch = torch.from_numpy(rng.integers(0, 30, (3, 6, 5)))
-    assert torch.equal(relabel_batch(batch), Segmentation.from_labels(batch).labels)
+    want = np.stack([_canonical_reference(b) for b in batch.numpy()])
+    assert torch.equal(relabel_batch(batch), torch.from_numpy(want))
+    assert torch.equal(Segmentation.from_labels(batch).labels, torch.from_numpy(want))
+    sparse = batch * 1_000_003  # ids far apart: the torch.unique branch
+    assert torch.equal(relabel_batch(sparse), torch.from_numpy(want))
 
 
 def test_segment_errors(photos: torch.Tensor) -> None:

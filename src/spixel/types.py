@@ -132,19 +132,26 @@ def resolve_targets(target: TargetLike, n: int, num_classes: int, predicted: Ten
 
 
 def relabel_contiguous(labels: Tensor) -> Tensor:
-    """Integer labels ``(N, H, W)`` → ids ``0..K_i-1`` per image, keeping the order of the original ids.
+    """Integer labels ``(N, H, W)`` → ids ``0..K_i-1`` per image in the canonical order: by first appearance in
+    raster order, so that a partition gets the same ids whatever batch, backend or worker computed it.
 
     One scatter over the whole batch when the id range is small (the usual case); ``torch.unique`` per image
     when the ids are sparse (e.g. hashes), to bound memory.
     """
     flat = labels.flatten(1).long()
     flat = flat - flat.amin(1, keepdim=True)
+    n, p = flat.shape
     k = int(flat.max()) + 1
-    if k <= 4 * flat.shape[1] + 1024:
-        present = torch.zeros(flat.shape[0], k, dtype=torch.long, device=flat.device)
-        present.scatter_(1, flat, 1)
-        return (present.cumsum(1) - 1).gather(1, flat).view(labels.shape)
-    return torch.stack([torch.unique(row, return_inverse=True)[1] for row in flat]).view(labels.shape)
+    if k > 4 * p + 1024:
+        flat = torch.stack([torch.unique(row, return_inverse=True)[1] for row in flat])
+        k = int(flat.max()) + 1
+    pos = torch.arange(p, device=flat.device).expand(n, p)
+    first = torch.full((n, k), p, dtype=torch.long, device=flat.device)
+    first.scatter_reduce_(1, flat, pos, reduce="amin")
+    # rank of each id's first appearance; absent ids (first == p) sort last and are never looked up
+    rank = torch.empty_like(first)
+    rank.scatter_(1, torch.sort(first, dim=1, stable=True).indices, torch.arange(k, device=flat.device).expand(n, k))
+    return rank.gather(1, flat).view(labels.shape)
 
 
 @dataclass(frozen=True, eq=False)
@@ -187,7 +194,8 @@ class Segmentation:
 
     @classmethod
     def from_labels(cls, labels: Tensor | np.ndarray, **meta: Any) -> Segmentation:
-        """Relabel any integer labels ``(N, H, W)`` or ``(H, W)`` to contiguous ids per image (order of first id)."""
+        """Relabel any integer labels ``(N, H, W)`` or ``(H, W)`` to contiguous ids per image, in the canonical order
+        (first appearance in raster order)."""
         lab = torch.as_tensor(np.asarray(labels) if not isinstance(labels, Tensor) else labels)
         if lab.ndim == 2:
             lab = lab.unsqueeze(0)

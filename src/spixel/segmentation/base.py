@@ -85,8 +85,8 @@ def as_rgb01(images: Any) -> Tensor:
 
 def map_images(fn: Callable[[np.ndarray, int], np.ndarray], rgb01: Tensor, workers: int | None = None) -> Tensor:
     """Run a numpy segmenter ``fn(hwc_float64_image, index) -> (H, W) int labels`` on every image, in parallel
-    threads (skimage's Cython loops and fast-slic release the GIL), and stack the relabelled (contiguous ids, in
-    the order of the original ids) results on ``rgb01``'s device. ``workers``: threads (default: one per core, at
+    threads (skimage's Cython loops and fast-slic release the GIL), and stack the relabelled (contiguous ids in the
+    canonical order, first appearance in raster order) results on ``rgb01``'s device. ``workers``: threads (default: one per core, at
     most one per image; 1 = serial). The HWC conversion and the relabelling run inside the threads, in numpy
     (``torch.unique`` is 10× slower here on the CPU, and far slower when the cores are oversubscribed)."""
     imgs = rgb01.detach().cpu().numpy()
@@ -105,14 +105,15 @@ def map_images(fn: Callable[[np.ndarray, int], np.ndarray], rgb01: Tensor, worke
 
 
 def relabel_batch(labels: Tensor) -> Tensor:
-    """Integer labels ``(N, H, W)`` → contiguous ids per image in the order of the original ids (like
-    :meth:`Segmentation.from_labels`), vectorised over the batch."""
+    """Integer labels ``(N, H, W)`` → contiguous ids per image in the canonical order (first appearance in raster
+    order, like :meth:`Segmentation.from_labels`), vectorised over the batch."""
     return relabel_contiguous(labels)
 
 
 def relabel(labels: np.ndarray) -> np.ndarray:
-    """Integer labels ``(H, W)`` → int64 contiguous ids ``0..K-1`` keeping the order of the original ids (the same
-    result as ``np.unique(labels, return_inverse=True)[1]``), in O(HW) with a bincount."""
+    """Integer labels ``(H, W)`` → int64 contiguous ids ``0..K-1`` in the canonical order: by first appearance in
+    raster order (the ARCHITECTURE convention, so a partition is identical whatever batch or worker computed it).
+    O(HW): a bincount compacts the ids, one ``np.minimum.at`` finds each id's first pixel."""
     lab = np.asarray(labels)
     if lab.dtype.kind not in "iu":
         raise TypeError(f"a segmenter returned non-integer labels ({lab.dtype})")
@@ -121,9 +122,18 @@ def relabel(labels: np.ndarray) -> np.ndarray:
     if lo != 0:
         lab = lab - lo
     present = np.bincount(lab.ravel()) > 0
-    if present.all():
+    if not present.all():
+        lab = (np.cumsum(present) - 1)[lab]
+    flat = lab.ravel()
+    k = int(present.sum())
+    first = np.full(k, flat.size, dtype=np.int64)
+    np.minimum.at(first, flat, np.arange(flat.size, dtype=np.int64))
+    order = np.argsort(first, kind="stable")
+    if np.array_equal(order, np.arange(k)):
         return lab
-    return (np.cumsum(present) - 1)[lab]
+    rank = np.empty(k, dtype=np.int64)
+    rank[order] = np.arange(k, dtype=np.int64)
+    return rank[lab]
 
 
 def segment(images: Any, segmenter: str = "slic", **params: Any) -> Segmentation:
