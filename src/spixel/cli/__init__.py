@@ -122,7 +122,8 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import SpixelError
-from .common import get_model, one_line, parse_params, parse_regions, parse_value, resolve_target
+from ..params import parse_value
+from .common import get_model, one_line, parse_params, parse_regions, resolve_target
 from .demo import DEMO_PARAMS, cmd_demo
 from .evaluate import cmd_evaluate
 from .explain import cmd_explain

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..errors import BadImageError, BadParameterError
+from ..params import parse_kv, parse_segmenter_spec
 
 #: Image file extensions taken from a folder given as IMAGE.
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
@@ -47,34 +48,6 @@ positive_int = _int_at_least(1, "a positive integer")
 seed_arg = _int_at_least(0, "an integer >= 0")
 
 
-def parse_value(s: str) -> Any:
-    """A ``--param`` value: int, float, bool (``true``/``false``), ``None`` (``none``/``null``) or the text."""
-    low = s.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    if re.fullmatch(r"[+-]?\d+", s.strip()):
-        return int(s)
-    if re.fullmatch(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?", s.strip()):
-        return float(s)
-    return s
-
-
-def parse_kv(items: Sequence[str], where: str, example: str) -> dict[str, Any]:
-    """``["k=v", ...]`` → ``{k: parse_value(v)}``; ``where`` and ``example`` go into the error messages."""
-    out: dict[str, Any] = {}
-    for it in items:
-        key, eq, val = it.partition("=")
-        key = key.strip()
-        if not eq or not key:
-            raise BadParameterError(f"{where}{it!r} is malformed: write KEY=VALUE, e.g. {example}")
-        if not key.isidentifier():
-            raise BadParameterError(f"{where}{it!r}: {key!r} is not a parameter name")
-        out[key] = parse_value(val.strip())
-    return out
-
-
 def parse_params(items: Sequence[str]) -> dict[str, Any]:
     """``["n_steps=20", ...]`` → ``{"n_steps": 20, ...}``; malformed items raise :class:`BadParameterError`."""
     out = parse_kv(items, "--param ", "--param n_steps=20")
@@ -95,32 +68,8 @@ def parse_regions(spec: str, seed: int | None = None) -> tuple[str, dict[str, An
     """``--regions NAME[:KEY=VALUE,...]`` → ``(name, params)``, checked against the segmenter registry (unknown
     names and parameters raise with the valid ones). A segmenter with a ``seed`` parameter gets ``seed`` unless
     the spec sets it."""
-    name, colon, rest = spec.partition(":")
-    name = name.strip()
-    items = rest.split(",") if colon else []
-    if not name or (colon and not rest.strip()) or any(not it.strip() for it in items):
-        raise BadParameterError(
-            f"--regions {spec!r} is malformed: write NAME or NAME:KEY=VALUE,KEY=VALUE, "
-            "e.g. --regions slic:n_segments=100,compactness=20"
-        )
-    params = parse_kv(items, f"--regions {spec!r}: ", "slic:n_segments=100")
-    entry = segmenters().get(name)
-    accepted = entry.info.get("params", {})
-    unknown = [k for k in params if k not in accepted]
-    if unknown:
-        raise BadParameterError(
-            f"--regions: segmenter {name} has no parameter {', '.join(map(repr, unknown))}; "
-            f"it accepts: {', '.join(accepted) or 'none'}"
-        )
-    if "model" in params:
-        raise BadParameterError(f"--regions {name}: the model is the one given with --model; drop model=")
-    missing = [k for k in entry.info.get("needs", ()) if k not in params]
-    if missing:
-        raise BadParameterError(
-            f"--regions {name} needs {', '.join(missing)} (an array), which the command line cannot give; "
-            "SWAG's methods use it (--method swag_ig or swag_g)"
-        )
-    if seed is not None and "seed" in accepted and "seed" not in params:
+    name, params = parse_segmenter_spec(spec, "--regions")
+    if seed is not None and "seed" in segmenters().get(name).info.get("params", {}) and "seed" not in params:
         params["seed"] = seed
     return name, params
 

@@ -85,10 +85,11 @@ def as_rgb01(images: Any) -> Tensor:
 
 def map_images(fn: Callable[[np.ndarray, int], np.ndarray], rgb01: Tensor, workers: int | None = None) -> Tensor:
     """Run a numpy segmenter ``fn(hwc_float64_image, index) -> (H, W) int labels`` on every image, in parallel
-    threads (skimage's Cython loops and fast-slic release the GIL), and stack the relabelled (contiguous ids in the
-    canonical order, first appearance in raster order) results on ``rgb01``'s device. ``workers``: threads (default: one per core, at
-    most one per image; 1 = serial). The HWC conversion and the relabelling run inside the threads, in numpy
-    (``torch.unique`` is 10× slower here on the CPU, and far slower when the cores are oversubscribed)."""
+    threads (skimage's Cython loops and fast-slic release the GIL), and stack the relabelled results (contiguous
+    ids in the canonical order, first appearance in raster order) on ``rgb01``'s device. ``workers``: threads
+    (default: one per core, at most one per image; 1 = serial). The HWC conversion and the relabelling run inside
+    the threads, in numpy (``torch.unique`` is 10× slower here on the CPU, and far slower when the cores are
+    oversubscribed)."""
     imgs = rgb01.detach().cpu().numpy()
 
     def one(i: int) -> np.ndarray:
