@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -12,27 +11,8 @@ from torch import Tensor, nn
 
 from ..errors import BadInputError, BadParameterError
 from ..models.adapter import ModelAdapter
+from ..models.state import frozen  # used here, and re-exported: `from ._core import frozen` keeps working
 from ..types import Explanation, TargetLike, resolve_targets
-
-
-@contextlib.contextmanager
-def frozen(module: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and no parameter gradients for the duration; mode and ``requires_grad`` flags are restored.
-
-    Gradients w.r.t. parameters are never needed by an explainer, and skipping them makes backward cheaper.
-    """
-    modes = {m: m.training for m in module.modules()}
-    flags = {p: p.requires_grad for p in module.parameters()}
-    module.eval()
-    for p in flags:
-        p.requires_grad_(False)
-    try:
-        yield module
-    finally:
-        for m, t in modes.items():
-            m.training = t
-        for p, f in flags.items():
-            p.requires_grad_(f)
 
 
 def check_int(name: str, v: Any, lo: int = 1) -> int:

@@ -28,8 +28,9 @@ from torch import Tensor, nn
 
 from ..errors import BadParameterError, SpixelError
 from ..models.adapter import ModelAdapter
+from ..models.state import frozen
 from ..types import Explanation, TargetLike
-from ._core import check_float, explainer, finish, frozen, logits_and_targets, make_generator
+from ._core import check_float, explainer, finish, logits_and_targets, make_generator
 
 THRESHOLD_MODES = ("max", "top")
 COMBINE = ("original", "mean")

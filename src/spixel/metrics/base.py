@@ -17,9 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..attribution._core import frozen, prepare_input
+from ..attribution._core import prepare_input
 from ..errors import BadInputError, BadParameterError
 from ..models.adapter import ModelAdapter, as_adapter
+from ..models.state import frozen
 from ..registry import METRICS
 from ..types import Explanation, MetricResult, TargetLike, resolve_targets
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..errors import BadParameterError
 from ..models.adapter import ModelAdapter, as_adapter
+from ..models.state import frozen
 from ..registry import METRICS
 from ..types import MetricResult, TargetLike, resolve_targets
 from .stability import spearman_rows, ssim
@@ -61,7 +62,7 @@ def randomization(
     last step (lower = the explanation depends on the parameters, as it should).
     """
     from ..api import explain
-    from ..attribution._core import frozen, prepare_input
+    from ..attribution._core import prepare_input
 
     adapter = as_adapter(model)
     xb = prepare_input(adapter, x)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from ..errors import BadInputError, BadParameterError
 from ..filters import gaussian_window, separable_conv
 from ..models.adapter import ModelAdapter
+from ..models.state import frozen
 from ..registry import METRICS
 from ..types import Explanation, MetricResult, TargetLike
 
@@ -221,7 +222,7 @@ def mege(
     ``params`` go to :func:`spixel.explain`.
     """
     from ..api import explain
-    from ..attribution._core import frozen, prepare_input
+    from ..attribution._core import prepare_input
     from ..models.adapter import as_adapter
 
     k = len(models)

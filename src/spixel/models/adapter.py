@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from ..errors import BadImageError, BadInputError, BadParameterError
 from ..io import check_image_array, load_image
+from .state import frozen
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -184,8 +185,6 @@ class ModelAdapter:
     @torch.no_grad()
     def predict(self, x: Tensor, batch_size: int = 64) -> Tensor:
         """Softmax probabilities ``(N, K)`` in eval mode (the module's mode is restored)."""
-        from ..attribution._core import frozen
-
         with frozen(self.module):
             return torch.cat([self.module(c).float().softmax(-1) for c in x.split(batch_size)])
 

@@ -52,9 +52,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attribution._core import check_float, check_int, frozen, make_generator
+from ..attribution._core import check_float, check_int, make_generator
 from ..errors import BadInputError, BadParameterError
 from ..models.adapter import ModelAdapter, as_adapter
+from ..models.state import frozen
 from ..types import Segmentation
 from .base import relabel_batch, segmenter
 

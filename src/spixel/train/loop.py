@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ..errors import BadInputError, BadParameterError
 from ..models.adapter import ModelAdapter
+from ..models.state import frozen
 from .nets import build_net, cam_layer, net_config
 
 #: Normalisation of the synthetic models: ``(x / 255 - 0.5) / 0.25``.
@@ -259,8 +260,6 @@ def make_adapter(
 @torch.no_grad()
 def logits(model: ModelAdapter, images: Any, batch_size: int = 256) -> Tensor:
     """Eval-mode logits ``(N, K)`` (CPU, float32) of uint8 ``(N, H, W, 3)`` images (or a dataset / pair)."""
-    from ..attribution._core import frozen
-
     if hasattr(images, "arrays") or isinstance(images, (tuple, list)):
         img = as_arrays(images)[0]
     else:
