@@ -1,4 +1,5 @@
-"""The one-call entry points: :func:`explain` and :func:`list_methods`."""
+"""The one-call entry points: :func:`explain`, and the names of what is registered (:func:`list_methods`,
+:func:`list_segmenters`, :func:`list_metrics`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from torch import nn
 
 from .errors import BadParameterError
 from .models.adapter import ModelAdapter
-from .registry import METHODS
+from .registry import METHODS, METRICS, SEGMENTERS
 from .types import Explanation, TargetLike
 
 
@@ -75,5 +76,15 @@ def explain(
 
 
 def list_methods() -> list[str]:
-    """Names of the registered attribution methods."""
+    """Names of the registered attribution methods, sorted."""
     return METHODS.names()
+
+
+def list_segmenters() -> list[str]:
+    """Names of the registered segmenters (``regions=`` / :func:`spixel.segment`), sorted."""
+    return SEGMENTERS.names()
+
+
+def list_metrics() -> list[str]:
+    """Names of the registered metrics (:func:`spixel.evaluate`), sorted."""
+    return METRICS.names()
