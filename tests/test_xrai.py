@@ -330,3 +330,89 @@ def test_model_left_untouched_with_given_inputs(tiny, tiny_x):
     assert all(torch.equal(v, tiny.module.state_dict()[k]) for k, v in before.items())
     assert tiny.module.training and [p.requires_grad for p in tiny.module.parameters()] == flags
     assert all(p.grad is None for p in tiny.module.parameters())
+
+
+# ---------------------------------------------------------------------------------------------- base layouts
+def test_pair_layout_base_attribution_equals_pair_and_our_nhw_path(tiny):
+    """PAIR users pass their own ``(H, W, C)`` numpy map: same XRAI as PAIR's, and as our ``(N, H, W)`` path."""
+    rng = np.random.default_rng(11)
+    rgb = photo(64, "astronaut")
+    x = as_x(tiny, rgb)
+    segs = pair_xrai._get_segments_felzenszwalb(rgb, dilation_rad=3)
+    base = rng.standard_normal((64, 64, 3)).astype(np.float32)
+    out = pair_xrai.XRAI().GetMaskWithDetails(
+        rgb, None, segments=segs, base_attribution=base, extra_parameters=pair_params("full")
+    )
+    e = spixel.explain(tiny, x, "xrai", segments=segs, base_attribution=base)
+    close(e.attribution[0], out.attribution_mask)
+    assert np.array_equal(e.segmentation.labels[0].numpy() + 1, out.segments)
+    ref = spixel.explain(tiny, x, "xrai", segments=segs, base_attribution=torch.from_numpy(base.max(-1))[None])
+    assert torch.equal(e.attribution, ref.attribution)
+
+
+def test_every_base_attribution_layout_equals_the_nhw_map(tiny):
+    rng = np.random.default_rng(3)
+    x = as_x(tiny, photo(32, "coffee"))
+    kw = {"segments": X.xrai_segments(tiny.to_rgb01(x), scales=(150,), dilation_radius=2), "min_pixel_diff": 10}
+    hwc_map = rng.standard_normal((32, 32, 3)).astype(np.float32)
+    nhw = torch.from_numpy(hwc_map.max(-1))[None]
+    ref = spixel.explain(tiny, x, "xrai", base_attribution=nhw, **kw).attribution
+    for layout in [
+        hwc_map,  # PAIR's (H, W, C), numpy
+        torch.from_numpy(hwc_map),  # (H, W, C), tensor
+        hwc_map.max(-1),  # (H, W), numpy
+        nhw[0],  # (H, W), tensor
+        nhw.numpy(),  # (N, H, W), numpy
+        torch.from_numpy(hwc_map).permute(2, 0, 1)[None],  # (N, C, H, W), tensor
+        np.ascontiguousarray(hwc_map.transpose(2, 0, 1)[None]),  # (N, C, H, W), numpy
+        np.ascontiguousarray(hwc_map[::-1])[::-1],  # (H, W, C), a negatively strided numpy view
+        Explanation(attribution=nhw),
+    ]:
+        got = spixel.explain(tiny, x, "xrai", base_attribution=layout, **kw).attribution
+        assert torch.equal(got, ref), (type(layout), tuple(layout.shape) if hasattr(layout, "shape") else None)
+    # one channel: (H, W, 1) is HWC too, not (N, H, W)
+    one = spixel.explain(tiny, x, "xrai", base_attribution=hwc_map[:, :, :1], **kw).attribution
+    assert torch.equal(one, spixel.explain(tiny, x, "xrai", base_attribution=hwc_map[None, :, :, 0], **kw).attribution)
+
+
+def test_three_dim_base_attribution_is_told_apart_by_the_batch(tiny):
+    """A ``(4, 4, 4)`` map is PAIR's ``(H, W, C)`` for one 4×4 image and ``(N, H, W)`` for four of them."""
+    g = torch.Generator().manual_seed(5)
+    cube = torch.randn(4, 4, 4, generator=g)
+    cells = Segmentation(torch.arange(4).repeat_interleave(4).view(1, 4, 4))  # four rows
+    one = torch.randn(1, 3, 4, 4, generator=g)
+    kw = {"min_pixel_diff": 1}
+    a = spixel.explain(tiny, one, "xrai", base_attribution=cube, regions=cells, **kw)
+    b = spixel.explain(tiny, one, "xrai", base_attribution=cube.amax(-1)[None], regions=cells, **kw)
+    assert torch.equal(a.attribution, b.attribution)
+    four = one.expand(4, -1, -1, -1).contiguous()
+    cells4 = Segmentation(cells.labels.expand(4, -1, -1).contiguous())
+    c = spixel.explain(tiny, four, "xrai", base_attribution=cube, regions=cells4, **kw)
+    for i in range(4):
+        d = spixel.explain(tiny, one, "xrai", base_attribution=cube[i], regions=cells, **kw)
+        assert torch.equal(c.attribution[i], d.attribution[0])
+
+
+@pytest.mark.parametrize(
+    "n, shape",
+    [
+        (1, (16, 16)),  # (H, W) of another size
+        (1, (32, 16, 3)),  # (H, W, C) of another size
+        (1, (1, 32, 32, 3)),  # NHWC is not a layout we guess
+        (1, (2, 32, 32)),  # two maps for one image
+        (1, (3, 32, 32)),  # (C, H, W) without the batch dimension
+        (1, (32,)),
+        (1, (1, 1, 32, 32, 1)),
+        (3, (32, 32)),  # (H, W) for a batch of 3
+        (3, (32, 32, 3)),  # (H, W, C) for a batch of 3
+        (3, (3, 3, 16, 16)),
+        (3, (2, 3, 32, 32)),
+    ],
+)
+def test_bad_base_attribution_shape_names_the_accepted_ones(tiny, n, shape):
+    x = torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(BadInputError, match=r"\(N, H, W\).*\(N, C, H, W\)") as err:
+        spixel.explain(tiny, x, "xrai", base_attribution=np.zeros(shape, np.float32), regions="grid")
+    msg = str(err.value)
+    assert str(shape) in msg and f"({n}, 32, 32)" in msg
+    assert ("(H, W, C)" in msg) == (n == 1)

@@ -167,13 +167,19 @@ def _as_mask_lists(segments: Any, n: int, hw: tuple[int, int], device: torch.dev
 
 
 def _as_base(base: Any, x: Tensor) -> Tensor:
-    """``base_attribution`` → float64 ``(N, H, W)`` on ``x``'s device (``(N, C, H, W)``: max over channels, as
-    PAIR's ``attr.max(axis=-1)``; ``(H, W)`` for one image)."""
-    n, c, h, w = x.shape
+    """``base_attribution`` → float64 ``(N, H, W)`` on ``x``'s device.
+
+    Accepted (numpy or torch, or an :class:`Explanation`, whose ``attribution`` is used): ``(N, H, W)``;
+    ``(N, C, H, W)``; for one image (``N == 1``) also ``(H, W)`` and PAIR's own ``(H, W, C)``. Channels are reduced
+    by the (signed) max, as PAIR's ``attr.max(axis=-1)``. A 3-D input is told apart by matching ``x``'s ``H, W``:
+    ``(N, H, W)`` when its last two dims are ``(H, W)`` and its first is ``N``, ``(H, W, C)`` when ``N == 1`` and
+    its first two dims are ``(H, W)`` (both at once only for ``H = W = C = 1``, where they agree).
+    """
+    n, _, h, w = x.shape
     if isinstance(base, Explanation):
         base = base.attribution
     try:
-        t = torch.as_tensor(np.asarray(base)) if not isinstance(base, Tensor) else base.detach()
+        t = torch.as_tensor(np.ascontiguousarray(base)) if not isinstance(base, Tensor) else base.detach()
     except (TypeError, ValueError, RuntimeError):
         raise BadInputError(
             f"base_attribution must be a tensor, an array or an Explanation, got {type(base).__name__}"
@@ -181,14 +187,17 @@ def _as_base(base: Any, x: Tensor) -> Tensor:
     if not t.is_floating_point():
         t = t.double()
     shape0 = tuple(t.shape)
-    if t.ndim == 2 and n == 1:
+    if t.ndim == 2 and n == 1 and shape0 == (h, w):
         t = t.unsqueeze(0)
-    if t.ndim == 4 and t.shape[1] > 0:
+    elif t.ndim == 3 and shape0 != (n, h, w) and n == 1 and shape0[:2] == (h, w) and shape0[2] > 0:
+        t = t.amax(-1).unsqueeze(0)  # PAIR's (H, W, C)
+    elif t.ndim == 4 and shape0[0] == n and shape0[2:] == (h, w) and shape0[1] > 0:
         t = t.amax(1)
     if tuple(t.shape) != (n, h, w):
+        one = f", or for one image (H, W) = ({h}, {w}) or PAIR's (H, W, C) = ({h}, {w}, C)" if n == 1 else ""
         raise BadInputError(
-            f"base_attribution must have shape (N, H, W) = {(n, h, w)} or (N, C, H, W) = {(n, c, h, w)} "
-            f"(any C), got {shape0}"
+            f"base_attribution must have shape (N, H, W) = ({n}, {h}, {w}) or (N, C, H, W) = ({n}, C, {h}, {w})"
+            f"{one} (any C), got {shape0}"
         )
     if not torch.isfinite(t).all():
         raise BadInputError("base_attribution contains NaN or infinite values")
@@ -349,7 +358,7 @@ def xrai(
     x: Tensor,
     target: TargetLike = None,
     *,
-    base_attribution: Tensor | Explanation | None = None,
+    base_attribution: Tensor | np.ndarray | Explanation | None = None,
     segments: Any = None,
     regions: Any = None,
     region_params: dict[str, Any] | None = None,
@@ -365,9 +374,10 @@ def xrai(
 ) -> Explanation:
     """XRAI (Kapishnikov et al. 2019; PAIR saliency ``XRAI``, spec §6.3): region-ranked integrated gradients.
 
-    ``base_attribution``: a map ``(N, H, W)``, ``(N, C, H, W)`` (max over channels) or an Explanation (its
-    ``attribution``) to rank instead of the default IG (``n_steps``, ``batch_size``; see the module docstring);
-    the target then only enters ``meta``. ``segments``: PAIR-style boolean masks (one image: a list of
+    ``base_attribution``: a map ``(N, H, W)``, ``(N, C, H, W)`` (max over channels), for one image also ``(H, W)``
+    or PAIR's ``(H, W, C)`` (numpy or torch), or an Explanation (its ``attribution``) to rank instead of the
+    default IG (``n_steps``, ``batch_size``; see the module docstring); the target then only enters ``meta``.
+    ``segments``: PAIR-style boolean masks (one image: a list of
     ``(H, W)`` masks; a batch: a list of such lists or an ``(N, M, H, W)`` array), used as given. ``regions``: a
     segmenter name (with ``region_params``), a ``Segmenter`` or a ``Segmentation`` whose regions are the masks.
     Without either,
