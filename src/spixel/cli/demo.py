@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Any
 
@@ -98,10 +97,9 @@ def _demo_note(entry: Any, params: dict[str, Any]) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from .. import __version__
     from ..io import save_json, save_png
+    from ..progress import progress
     from ..registry import METHODS
     from ..viz.gallery import GalleryColumn, GalleryRow, GalleryTile, write_gallery
     from ..viz.overlay import draw_boxes, overlay
@@ -121,11 +119,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     rows: list[GalleryRow] = []
     summary: list[dict[str, Any]] = []
-    bar = tqdm(total=len(samples), file=sys.stderr, unit="photo", desc="spixel demo")
+    # one step = one photo × one method (a map): the bar moves after each method on each batch
+    bar = progress(len(samples) * len(entries), "spixel demo", "map")
     for s in range(0, len(samples), args.batch_size):
         chunk = samples[s : s + args.batch_size]
         x = model.preprocess([smp.image for smp in chunk])
-        results = run_methods(model, x, entries, per, None, 0)
+        results: dict[str, tuple[Any, float]] = {}
+        for e in entries:
+            bar.set_postfix_str(e.name)  # the method now running
+            results.update(run_methods(model, x, [e], per, None, 0))
+            bar.update(len(chunk))
         meta = batch_classes(model, x, results, None)
         rgb01 = model.to_rgb01(x).permute(0, 2, 3, 1).float().cpu().numpy()
         for i, smp in enumerate(chunk):
@@ -159,7 +162,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
             summary.append(
                 {"name": smp.name, "predicted": class_info(model, k, p), "classes": classes, "seconds": secs}
             )
-        bar.update(len(chunk))
     bar.close()
     total = time.perf_counter() - t_start
 

@@ -4,7 +4,6 @@ helpers (running methods, regions, classes) that ``evaluate`` and ``demo`` reuse
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -143,10 +142,10 @@ def class_info(model: Any, k: int, prob: float) -> dict[str, Any]:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     import torch
-    from tqdm import tqdm
 
     from .. import __version__
     from ..io import save_json, save_map, save_png
+    from ..progress import progress
     from ..viz.overlay import is_signed
 
     entries = parse_methods(args.method)
@@ -162,7 +161,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     target = resolve_target(args.target, model)
 
     n_bad = n_done = 0
-    bar = tqdm(total=len(items), disable=len(items) <= 1, file=sys.stderr, unit="img", desc="spixel explain")
+    bar = progress(len(items), "spixel explain", "img")  # images/s and ETA on a terminal, silent otherwise
     for s in range(0, len(items), args.batch_size):
         chunk, good = items[s : s + args.batch_size], []
         for it in chunk:
