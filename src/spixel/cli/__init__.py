@@ -129,6 +129,7 @@ from .evaluate import cmd_evaluate
 from .explain import cmd_explain
 from .listing import cmd_list
 from .parser import build_parser
+from .run import cmd_run, cmd_runs
 from .segment import cmd_segment
 from .train import cmd_bench, cmd_train
 
@@ -149,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "demo": cmd_demo,
             "train": cmd_train,
             "bench": cmd_bench,
+            "run": cmd_run,
+            "runs": cmd_runs,
         }
         return commands[args.command](args)
     except SpixelError as e:

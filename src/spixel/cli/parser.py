@@ -7,6 +7,8 @@ import argparse
 from .common import Parser, positive_int, seed_arg
 from .demo import DEMO_METHODS
 
+_non_negative = seed_arg  # an integer >= 0
+
 
 def _add_run_args(p: argparse.ArgumentParser, out: str, seeded: str) -> None:
     """``--out``, ``--seed``, ``--device``, ``--batch-size``: the options explain, evaluate and segment share."""
@@ -204,6 +206,35 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--alphas", default="0,2,4,6,8", help="gad: logit shifts (default: 0,2,4,6,8)")
     tr.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    r = sub.add_parser(
+        "run",
+        help="run an experiment over a dataset into a resumable SQLite store",
+        description="Explain every item of --data with the experiment's methods, score it with its metrics and "
+        "write each batch to --store in one transaction. Re-running the same command resumes: items already "
+        "recorded are skipped. Exit 0 when every item is done, 3 when some failed (recorded with their reason), "
+        "130 when interrupted (the store keeps every committed batch), 2 on a usage error.",
+    )
+    r.add_argument("experiment", help="an experiment file (.toml) or a protocol name (spixel list protocols)")
+    r.add_argument(
+        "--data",
+        required=True,
+        help="dataset: folder:DIR, voc:DIR, imagenet:DIR, csv:FILE, masks:DIR, photos, synthetic[:N] "
+        "(options as FORM:ARG?key=value&key=value; spixel list datasets)",
+    )
+    r.add_argument("--store", required=True, help="SQLite results file (created if missing)")
+    r.add_argument("--model", default=None, help="model name or checkpoint (overrides the experiment's)")
+    r.add_argument("--weights", default=None, help="local weights file for --model")
+    r.add_argument("--seed", type=seed_arg, default=None, help="seed (overrides the experiment's; default: its own)")
+    r.add_argument("--limit", type=positive_int, default=None, help="only the first N items (in id order)")
+    r.add_argument("--batch-size", type=positive_int, default=8, help="items per batch and transaction (default: 8)")
+    r.add_argument("--workers", type=_non_negative, default=0, help="DataLoader processes decoding images (default: 0)")
+    r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    r.add_argument("--cache-maps", default=None, metavar="DIR", help="keep the explanations here and re-use them")
+    r.add_argument("--retry-failed", action="store_true", help="compute the items recorded as failed again")
+
+    rs = sub.add_parser("runs", help="list the runs in a results store with their progress")
+    rs.add_argument("store", help="SQLite results file written by spixel run")
 
     b = sub.add_parser(
         "bench",
