@@ -462,3 +462,45 @@ def test_cli_run_exit_codes(tmp_path, ckpt):
         assert r.returncode == 2, (argv, r.stderr)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and match in lines[0].lower(), r.stderr
+
+
+def test_cli_evaluate_takes_a_dataset_and_keeps_the_store(tmp_path, ckpt):
+    """``spixel evaluate --data csv:FILE``: boxes come from the CSV; the scores equal the store's rows."""
+    ds = SyntheticDataset(3, size=64, seed=2)
+    lines = ["path,label,x0,y0,x1,y1"]
+    for i in range(3):
+        Image.fromarray(ds[i].image).save(tmp_path / f"s{i}.png")
+        x0, y0, x1, y1 = ds[i].box
+        lines.append(f"s{i}.png,{CLASSES[ds[i].label]},{x0},{y0},{x1},{y1}")
+    (tmp_path / "boxes.csv").write_text("\n".join(lines) + "\n")
+    out, store = tmp_path / "o", tmp_path / "e.db"
+    argv = [
+        "evaluate",
+        "--data",
+        f"csv:{tmp_path / 'boxes.csv'}",
+        "--model",
+        str(ckpt),
+        "--method",
+        "saliency",
+        "--metric",
+        "pointing_game,deletion",
+        "--metric-param",
+        "n_steps=8",
+        "--out",
+        str(out),
+        "--store",
+        str(store),
+    ]
+    r = subprocess.run([*SPIXEL, *argv], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    import csv
+
+    with open(out / "scores.csv", newline="") as f:
+        got = list(csv.DictReader(f))
+    assert [g["image"] for g in got] == ["s0.png", "s1.png", "s2.png"]
+    assert [int(g["explained"]) for g in got] == [ds[i].label for i in range(3)]  # the CSV's labels
+    stored = {(i, m): v for i, _, _, m, v, _, _ in rows_of(store)}
+    for g in got:
+        assert float(g["pointing_game"]) == stored[(g["image"], "pointing_game")]
+        assert float(g["deletion"]) == pytest.approx(stored[(g["image"], "deletion")], rel=1e-5)
+    assert (out / "curves_deletion.png").is_file() and json.loads((out / "summary.json").read_text())["images"] == 3

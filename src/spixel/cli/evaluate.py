@@ -4,20 +4,18 @@ averaged curves as PNG."""
 from __future__ import annotations
 
 import argparse
+import json
 import re
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadImageError, BadParameterError, SpixelError
+from ..errors import BadParameterError
 from .common import (
     assign_params,
     bad_images_exit,
     expand_images,
     get_model,
-    load_item,
-    one_line,
     parse_kv,
     parse_methods,
     parse_params,
@@ -27,7 +25,7 @@ from .common import (
     resolve_device,
     resolve_target,
 )
-from .explain import batch_classes, region_roles, run_methods, segment_batch
+from .explain import region_roles
 
 #: Metrics whose score is an area under their curve (the legend of ``curves_<metric>.png`` says "AUC").
 AUC_METRICS = frozenset({"deletion", "insertion", "morf_auc", "lerf_auc"})
@@ -141,26 +139,54 @@ def _fmt_score(v: float) -> str:
     return "nan" if v != v else f"{v:.4f}"
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    import csv
-    import warnings
-
-    import numpy as np
-    import torch
-    from tqdm import tqdm
-
-    from .. import __version__
-    from ..io import save_json
-    from ..metrics import evaluate
+def _experiment(args: argparse.Namespace, model: Any, target: int | None) -> tuple[Any, list[Any], list[Any]]:
+    """The command line as an :class:`~spixel.experiments.Experiment` (and the method / metric entries)."""
+    from ..experiments import Experiment, MethodSpec, MetricSpec
+    from ..experiments.config import validate
 
     entries = parse_methods(args.method)
     per = assign_params(entries, parse_params(args.param))
     mentries = parse_metrics(args.metric)
     mper = metric_params(mentries, args.metric_param, [e.name for e in entries], args.seed)
-    regions = parse_regions(args.regions, args.seed) if args.regions is not None else None
-    if regions is None and args.channels is not None:
+    if args.regions is not None:
+        parse_regions(args.regions, args.seed)  # checked here, seeded per item by the engine
+    elif args.channels is not None:
         raise BadParameterError("--channels only applies with --regions (e.g. --regions slic)")
-    channels = region_roles(entries, args.channels) if regions is not None else None
+    channels = region_roles(entries, args.channels) if args.regions is not None else {}
+    rule: str | int = target if target is not None else ("label" if args.data else "predicted")
+    exp = Experiment(
+        name="evaluate",
+        model=model.name if args.model is None else args.model,
+        weights=args.weights,
+        seed=args.seed,
+        target=rule,
+        methods=tuple(
+            MethodSpec(e.name, per[e.name], regions=args.regions, channels=channels.get(e.name, "joint"))
+            for e in entries
+        ),
+        metrics=tuple(
+            MetricSpec(me.name, {k: v for k, v in mper[me.name].items() if k != "seed"}) for me in mentries
+        ),
+    )
+    return validate(exp), entries, mentries
+
+
+def _dataset(args: argparse.Namespace, mentries: Sequence[Any], model: Any) -> Any:
+    """``--data`` opened for the model, or the IMAGE arguments as a :class:`~spixel.data.listed.SourcesDataset`."""
+    if args.data is not None:
+        if args.images:
+            raise BadParameterError("give IMAGE arguments or --data DATASET, not both")
+        if args.box is not None:
+            raise BadParameterError("--box applies to a single IMAGE; a --data dataset brings its own boxes")
+        from ..data import open_dataset
+
+        return open_dataset(args.data, labels=model.labels, num_classes=model.num_classes)
+    if not args.images:
+        raise BadParameterError("give at least one IMAGE (file, folder or sample:NAME) or --data DATASET")
+    if args.limit is not None:
+        raise BadParameterError("--limit applies to --data datasets")
+    from ..data.listed import SourcesDataset
+
     box = parse_box(args.box) if args.box is not None else None
     items = expand_images(args.images)
     if box is not None and len(items) != 1:
@@ -170,147 +196,152 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if loc and no_gt:
         raise BadParameterError(
             f"{', '.join(loc)} need{'s' if len(loc) == 1 else ''} ground truth, which {no_gt[0]} lacks: give bundled "
-            "photos as sample:NAME (they carry a box) or one image with --box x0,y0,x1,y1"
+            "photos as sample:NAME (they carry a box), one image with --box x0,y0,x1,y1, or --data with annotations"
         )
+    return SourcesDataset([it.source for it in items], box, {it.source: it.error for it in items if it.error})
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """A thin front of the experiments engine: the command line becomes an experiment, runs into a temporary (or
+    ``--store``) SQLite store, and ``scores.csv``, ``summary.json`` and the curve plots are exports of it."""
+    import tempfile
+
+    from .. import __version__
+    from ..experiments import Store, run_local
+    from ..io import save_json
+    from ..progress import write
+
+    parse_methods(args.method)  # name errors before the model loads
+    mentries = parse_metrics(args.metric)
     device = resolve_device(args.device)
-    out = prepare_out(args.out)
     model = get_model(args.model, args.weights, device)
     target = resolve_target(args.target, model)
-
+    exp, entries, mentries = _experiment(args, model, target)
+    dataset = _dataset(args, mentries, model)
+    out = prepare_out(args.out)
     names = [e.name for e in entries]
-    rows: list[dict[str, Any]] = []
-    scores: dict[str, dict[str, list[float]]] = {m: {e.name: [] for e in mentries} for m in names}
-    curve_sum: dict[str, dict[str, Any]] = {}
-    curve_x: dict[str, Any] = {}
-    curve_n: dict[str, int] = {}
-    warned: set[str] = set()
-    n_bad = 0
-    n_batches = (len(items) + args.batch_size - 1) // args.batch_size
-    bar = tqdm(total=n_batches, disable=n_batches <= 1, file=sys.stderr, unit="batch", desc="spixel evaluate")
-    for s in range(0, len(items), args.batch_size):
-        good = []
-        for it in items[s : s + args.batch_size]:
-            try:
-                rgb, gt = load_item(it)
-                good.append((it, rgb, box if box is not None else gt))
-            except BadImageError as err:
-                print_error(one_line(err))
-                n_bad += 1
-        if good:
-            x = model.preprocess([rgb for _, rgb, _ in good])
-            seg, _ = segment_batch(model, x, regions)
-            results = run_methods(model, x, entries, per, target, args.seed, seg, channels)
-            meta = batch_classes(model, x, results, target)
-            boxes = [model.map_boxes([b], rgb.shape) if b is not None else [] for _, rgb, b in good]
-            batch_names = "images " + ", ".join(f"[{i}] {it.source}" for i, (it, _, _) in enumerate(good))
-            batch_scores: dict[tuple[str, str], list[float]] = {}
-            for me in mentries:
-                for name, (ex, _) in results.items():
-                    kw = dict(mper[me.name])
-                    if kw.get("reference") is not None:
-                        kw["reference"] = results[kw["reference"]][0]
-                    if me.info.get("category") == "localisation":
-                        kw["boxes"] = boxes
-                    try:
-                        with warnings.catch_warnings(record=True) as caught:
-                            warnings.simplefilter("always")
-                            res = evaluate(model, x, ex, me.name, **kw)
-                    except SpixelError as err:
-                        raise BadParameterError(f"{me.name} on {name}: {one_line(err)}") from None
-                    for wmsg in caught:
-                        text = f"{me.name} on {name} ({batch_names}): {one_line(wmsg.message)}"
-                        if text not in warned:
-                            warned.add(text)
-                            tqdm.write(f"spixel: warning: {text}", file=sys.stderr)
-                    vals = res.scores.detach().double().cpu().reshape(-1).tolist()
-                    batch_scores[(name, me.name)] = vals
-                    scores[name][me.name].extend(vals)
-                    xs = res.meta.get("x")
-                    if res.curves is not None and xs is not None and len(xs) == res.curves.shape[1]:
-                        c = res.curves.detach().double().cpu().sum(0).numpy()
-                        if me.name in curve_x and len(curve_x[me.name]) != len(xs):
-                            continue  # a differently sized curve (cannot happen at one input size)
-                        curve_x[me.name] = xs
-                        acc = curve_sum.setdefault(me.name, {})
-                        acc[name] = acc.get(name, 0.0) + c
-                        if name == names[0]:
-                            curve_n[me.name] = curve_n.get(me.name, 0) + res.curves.shape[0]
-            for i, (it, _, _) in enumerate(good):
-                for name in names:
-                    row: dict[str, Any] = {
-                        "image": it.source,
-                        "method": name,
-                        "predicted": int(meta["predicted"][i]),
-                        "predicted_label": model.label(int(meta["predicted"][i])),
-                        "explained": int(meta["target"][i]),
-                        "explained_label": model.label(int(meta["target"][i])),
-                        "probability": float(meta["probability"][i]),
-                    }
-                    for me in mentries:
-                        row[me.name] = batch_scores[(name, me.name)][i]
-                    rows.append(row)
-            del x, results
-            if device.startswith("cuda"):
-                torch.cuda.empty_cache()
-        bar.update(1)
-    bar.close()
 
-    if rows:
-        with open(out / "scores.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-        means = {m: {me.name: float(np.mean(scores[m][me.name])) for me in mentries} for m in names}
-        for me in mentries:
-            if me.name in curve_sum:
-                mean_curves = {m: c / curve_n[me.name] for m, c in curve_sum[me.name].items()}
-                plot_curves(
-                    out / f"curves_{me.name}.png",
-                    me.name,
-                    curve_x[me.name],
-                    mean_curves,
-                    {m: means[m][me.name] for m in names},
-                    bool(me.info["higher_is_better"]),
-                    curve_n[me.name],
-                )
-        save_json(
-            out / "summary.json",
-            {
-                "spixel_version": __version__,
-                "model": model.name,
-                "weights": args.weights,
-                "device": device,
-                "images": len(rows) // len(names),
-                "target_given": args.target,
-                "seed": args.seed,
-                "regions": None if regions is None else {"segmenter": regions[0], "params": regions[1]},
-                "methods": {e.name: per[e.name] for e in entries},
-                "metrics": {
-                    me.name: {
-                        "higher_is_better": bool(me.info["higher_is_better"]),
-                        "category": me.info["category"],
-                        "reference": me.info["reference"],
-                        "params": {
-                            **me.info.get("params", {}),
-                            **{k: v for k, v in mper[me.name].items() if k not in _ARRAY_METRIC_PARAMS},
-                        },
-                        "curves": f"curves_{me.name}.png" if me.name in curve_sum else None,
-                    }
-                    for me in mentries
-                },
-                "mean": means,
+    with tempfile.TemporaryDirectory(prefix="spixel-eval-") as tmp:
+        store_path = Path(args.store) if args.store else Path(tmp) / "store.db"
+        res = run_local(
+            exp,
+            dataset,
+            store_path,
+            model=model,
+            batch_size=args.batch_size,
+            limit=args.limit,
+            on_warning=lambda text: write(f"spixel: warning: {text}"),
+        )
+        with Store(store_path) as st:
+            items = st.db.execute(
+                "SELECT item_id, status, error, target, predicted, probability FROM items WHERE run_id = ?",
+                (res.run_id,),
+            ).fetchall()
+            results = st.db.execute(
+                "SELECT item_id, method, metric, value, curve FROM results WHERE run_id = ?", (res.run_id,)
+            ).fetchall()
+            axes = st.axes(res.run_id)
+    order = {k: i for i, k in enumerate(dataset.ids())}
+    items.sort(key=lambda r: order.get(r[0], len(order)))
+    n_bad = 0
+    for item_id, status, error, *_ in items:
+        if status == "failed":
+            reason = " ".join(str(error or "unreadable").split())
+            print_error(reason if item_id in reason else f"{item_id}: {reason}")
+            n_bad += 1
+    value: dict[tuple[str, str, str], float | None] = {}
+    curves: dict[tuple[str, str], list[Any]] = {}
+    for item_id, method, metric, v, curve in results:
+        value[(item_id, method, metric)] = v
+        if curve is not None:
+            curves.setdefault((metric, method), []).append(json.loads(curve))
+    done = [r for r in items if r[1] == "done"]
+    rows: list[dict[str, Any]] = []
+    for item_id, _, _, tgt, pred, prob in done:
+        for name in names:
+            row: dict[str, Any] = {
+                "image": item_id,
+                "method": name,
+                "predicted": int(pred),
+                "predicted_label": model.label(int(pred)),
+                "explained": int(tgt),
+                "explained_label": model.label(int(tgt)),
+                "probability": float(prob),
+            }
+            for me in mentries:
+                v = value.get((item_id, name, me.name))
+                row[me.name] = float("nan") if v is None else v
+            rows.append(row)
+    if not rows:
+        return bad_images_exit(n_bad, len(items), "scored")
+
+    import csv
+
+    import numpy as np
+
+    with open(out / "scores.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    means = {
+        m: {me.name: float(np.nanmean([r[me.name] for r in rows if r["method"] == m])) for me in mentries}
+        for m in names
+    }
+    for me in mentries:
+        per_method = {m: curves.get((me.name, m)) for m in names}
+        if me.name in axes and all(per_method.values()):
+            mean_curves = {m: np.mean(np.asarray(c, dtype=float), axis=0) for m, c in per_method.items()}
+            plot_curves(
+                out / f"curves_{me.name}.png",
+                me.name,
+                axes[me.name],
+                mean_curves,
+                {m: means[m][me.name] for m in names},
+                bool(me.info["higher_is_better"]),
+                len(done),
+            )
+    save_json(
+        out / "summary.json",
+        {
+            "spixel_version": __version__,
+            "model": model.name,
+            "weights": args.weights,
+            "device": device,
+            "images": len(done),
+            "target_given": args.target,
+            "seed": args.seed,
+            "data": getattr(dataset, "spec", None) if args.data else None,
+            "store": str(args.store) if args.store else None,
+            "regions": None
+            if args.regions is None
+            else dict(zip(("segmenter", "params"), parse_regions(args.regions, args.seed), strict=True)),
+            "methods": {m.key: m.params for m in exp.methods},
+            "metrics": {
+                me.name: {
+                    "higher_is_better": bool(me.info["higher_is_better"]),
+                    "category": me.info["category"],
+                    "reference": me.info["reference"],
+                    "params": {
+                        **{k: v for k, v in me.info.get("params", {}).items() if k not in _ARRAY_METRIC_PARAMS},
+                        **exp.metrics[i].params,
+                    },
+                    "curves": f"curves_{me.name}.png" if (out / f"curves_{me.name}.png").exists() else None,
+                }
+                for i, me in enumerate(mentries)
             },
-        )
-        heads = [f"{me.name} {'↑' if me.info['higher_is_better'] else '↓'}" for me in mentries]
-        wm = max(len("method"), *(len(m) for m in names))
-        widths = [max(len(h), 8) for h in heads]
-        print(f"{'method':<{wm}}  " + "  ".join(f"{h:>{wd}}" for h, wd in zip(heads, widths, strict=True)))
-        for m in names:
-            cells = [_fmt_score(means[m][me.name]) for me in mentries]
-            print(f"{m:<{wm}}  " + "  ".join(f"{c:>{wd}}" for c, wd in zip(cells, widths, strict=True)))
-        print(
-            f"spixel: scored {len(rows) // len(names)} image(s) × {len(names)} method(s) × {len(mentries)} "
-            f"metric(s); wrote {out}/scores.csv and summary.json"
-        )
+            "mean": means,
+        },
+    )
+    heads = [f"{me.name} {'↑' if me.info['higher_is_better'] else '↓'}" for me in mentries]
+    wm = max(len("method"), *(len(m) for m in names))
+    widths = [max(len(h), 8) for h in heads]
+    print(f"{'method':<{wm}}  " + "  ".join(f"{h:>{wd}}" for h, wd in zip(heads, widths, strict=True)))
+    for m in names:
+        cells = [_fmt_score(means[m][me.name]) for me in mentries]
+        print(f"{m:<{wm}}  " + "  ".join(f"{c:>{wd}}" for c, wd in zip(cells, widths, strict=True)))
+    print(
+        f"spixel: scored {len(done)} image(s) × {len(names)} method(s) × {len(mentries)} "
+        f"metric(s); wrote {out}/scores.csv and summary.json" + (f"; store {args.store}" if args.store else "")
+    )
     return bad_images_exit(n_bad, len(items), "scored")

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "images",
-        nargs="+",
+        nargs="*",
         metavar="IMAGE",
         help="image files, folders of images, or bundled photos as sample:NAME (they carry a box)",
     )
@@ -106,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
         "localisation metrics; sample:NAME photos carry their own",
     )
     _add_run_args(ev, "spixel_eval", "the stochastic methods and metrics")
+    ev.add_argument(
+        "--data",
+        default=None,
+        metavar="DATASET",
+        help="evaluate a dataset instead of IMAGE arguments (folder:DIR, voc:DIR, csv:FILE, …, as spixel run): "
+        "its boxes and masks feed the localisation metrics",
+    )
+    ev.add_argument("--limit", type=positive_int, default=None, help="with --data: only the first N items")
+    ev.add_argument("--store", default=None, help="also keep the results store (SQLite) at this path")
     ev.add_argument(
         "--regions",
         default=None,

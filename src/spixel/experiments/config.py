@@ -6,7 +6,7 @@
     name = "my-eval"
     model = "efficientnet_lite0"          # or a checkpoint path / torchvision arch (+ weights = "FILE")
     seed = 0
-    target = "label"                      # "label" (the annotation, else the prediction) or "predicted"
+    target = "label"                      # "label" (the annotation, else the prediction), "predicted", or a class
     [[method]]
     name = "integrated_gradients"
     params = { n_steps = 16 }
@@ -80,7 +80,7 @@ class Experiment:
     metrics: tuple[MetricSpec, ...] = ()
     weights: str | None = None
     seed: int = 0
-    target: str = "label"
+    target: str | int = "label"
     description: str = ""
     source: str = ""
 
@@ -180,7 +180,7 @@ def from_dict(d: dict[str, Any], source: str = "") -> Experiment:
         model=str(head["model"]),
         weights=head.get("weights"),
         seed=head.get("seed", 0),
-        target=str(head.get("target", "label")),
+        target=head.get("target", "label"),
         description=str(head.get("description", "")),
         methods=tuple(methods),
         metrics=tuple(metrics),
@@ -220,8 +220,11 @@ def validate(exp: Experiment) -> Experiment:
 
     if not isinstance(exp.seed, int) or isinstance(exp.seed, bool) or exp.seed < 0:
         raise BadParameterError(f"{exp.name}: seed must be an integer >= 0, got {exp.seed!r}")
-    if exp.target not in TARGET_RULES:
-        raise BadParameterError(f"{exp.name}: target must be one of {', '.join(TARGET_RULES)}, got {exp.target!r}")
+    fixed = isinstance(exp.target, int) and not isinstance(exp.target, bool) and exp.target >= 0
+    if exp.target not in TARGET_RULES and not fixed:
+        raise BadParameterError(
+            f"{exp.name}: target must be one of {', '.join(TARGET_RULES)} or a class index, got {exp.target!r}"
+        )
     if not exp.methods:
         raise BadParameterError(f"{exp.name}: add at least one [[method]] (spixel list methods)")
     seen: set[tuple[str, str]] = set()

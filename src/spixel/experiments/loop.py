@@ -236,6 +236,8 @@ class BatchStep:
             self.per_item_method[m.key] = stochastic
         self.uses_regions = {m.key: uses_regions(m.name) for m in exp.methods}
         self.metric_entries = {mt.name: METRICS.get(mt.name) for mt in exp.metrics}
+        #: the x-axis of each metric's curve (``meta["x"]``), as first seen: the store keeps it once per run
+        self.axes: dict[str, list[float]] = {}
 
     # ---------------------------------------------------------------- helpers
     def warn(self, text: str) -> None:
@@ -306,6 +308,9 @@ class BatchStep:
                 r = evaluate(self.model, x[sl], e[sl], mt.name, target=target[sl], **kw)
             for w in caught:
                 self.warn(f"{mt.name} on {e.meta.get('method')}: {' '.join(str(w.message).split())}")
+            xs = r.meta.get("x")
+            if mt.name not in self.axes and xs is not None and r.curves is not None and len(xs) == r.curves.shape[1]:
+                self.axes[mt.name] = [float(v) for v in xs]
             return r
 
         if seeds is None:
@@ -377,8 +382,9 @@ class BatchStep:
         predicted = probs.argmax(1).tolist()
         alive: list[int] = []
         targets: list[int] = []
+        rule = self.exp.target
         for i, p in enumerate(good):
-            bad = [k for k in p.labels if not 0 <= k < n_classes]
+            bad = [k for k in p.labels if not 0 <= k < n_classes] if rule == "label" else []
             if bad:
                 records[p.item_id] = ItemRecord(
                     p.item_id,
@@ -388,7 +394,10 @@ class BatchStep:
                 )
                 targets.append(-1)
                 continue
-            t = choose_target(p.labels, predicted[i]) if self.exp.target == "label" else int(predicted[i])
+            if rule == "label":
+                t = choose_target(p.labels, predicted[i])
+            else:
+                t = int(predicted[i]) if rule == "predicted" else int(rule)
             targets.append(t)
             alive.append(i)
         errors: dict[int, str] = {}

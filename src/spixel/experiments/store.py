@@ -9,6 +9,8 @@ Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`)::
     results (run_id, item_id, method, regions, metric, value REAL NULL, status 'ok'|'na', curve JSON NULL,
              seconds)                                  PRIMARY KEY (run_id, item_id, method, regions, metric)
 
+    axes    (run_id, metric, x JSON)                   the x-axis of each metric's curves, once per run
+
     VIEW scores      (run, item, method, regions, metric, value)   -- scored rows only ('na' rows left out)
     VIEW item_status (run, item, status, error)
 
@@ -78,6 +80,12 @@ CREATE TABLE IF NOT EXISTS results (
     seconds REAL,
     PRIMARY KEY (run_id, item_id, method, regions, metric),
     FOREIGN KEY (run_id, item_id) REFERENCES items(run_id, item_id)
+);
+CREATE TABLE IF NOT EXISTS axes (
+    run_id INTEGER NOT NULL REFERENCES runs(run_id),
+    metric TEXT NOT NULL,
+    x TEXT NOT NULL,
+    PRIMARY KEY (run_id, metric)
 );
 CREATE VIEW IF NOT EXISTS scores AS
     SELECT run_id AS run, item_id AS item, method, regions, metric, value
@@ -262,6 +270,20 @@ class Store:
                 ),
             )
             return int(cur.lastrowid), False  # type: ignore[arg-type]
+
+    def set_axes(self, run_id: int, axes: dict[str, list[float]]) -> None:
+        """Record each metric's curve x-axis once per run (later calls leave a recorded axis as it is)."""
+        if not axes:
+            return
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO axes (run_id, metric, x) VALUES (?, ?, ?)",
+                [(run_id, m, json.dumps([round(v, 6) for v in x])) for m, x in axes.items()],
+            )
+
+    def axes(self, run_id: int) -> dict[str, list[float]]:
+        rows = self.db.execute("SELECT metric, x FROM axes WHERE run_id = ?", (run_id,)).fetchall()
+        return {m: json.loads(x) for m, x in rows}
 
     def finish_run(self, run_id: int, status: str = "finished") -> None:
         with self.transaction() as db:

@@ -98,6 +98,10 @@ def run_local(
         open_dataset(data, labels=adapter.labels, num_classes=adapter.num_classes) if isinstance(data, str) else data
     )
     spec = getattr(dataset, "spec", None) or str(data)
+    if isinstance(exp.target, int) and adapter.num_classes is not None and exp.target >= adapter.num_classes:
+        raise BadParameterError(
+            f"target {exp.target} is out of range: {adapter.name} has {adapter.num_classes} classes"
+        )
     ids = list(dataset.ids())
     order = list(range(len(ids)))
     if limit is not None:
@@ -136,6 +140,7 @@ def run_local(
             for batch in loader:
                 records = step(batch)
                 rows += st.write(run_id, records)
+                st.set_axes(run_id, step.axes)
                 computed += len(records)
                 bar.update(len(records))
                 if on_batch is not None:
