@@ -38,3 +38,8 @@ __all__ = [
     "swag_ig",
     "xrai",
 ]
+from . import lrp as _lrp  # noqa: F401  (registration: lrp, lrp_comp, clrp, sglrp)
+from .lrp import clrp, lrp_comp, sglrp
+from .lrp import lrp as lrp
+
+__all__ += ["clrp", "lrp", "lrp_comp", "sglrp"]

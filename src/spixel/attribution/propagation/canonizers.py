@@ -125,7 +125,11 @@ def _blocks() -> dict[type, Callable[..., Tensor]]:
 
     from ...train.nets import BasicBlock
 
-    out: dict[type, Callable[..., Tensor]] = {TVBasic: _tv_basic, TVBottleneck: _tv_bottleneck, BasicBlock: _spixel_basic}
+    out: dict[type, Callable[..., Tensor]] = {
+        TVBasic: _tv_basic,
+        TVBottleneck: _tv_bottleneck,
+        BasicBlock: _spixel_basic,
+    }
     try:
         from timm.layers.norm_act import BatchNormAct2d
         from timm.models._efficientnet_blocks import DepthwiseSeparableConv, InvertedResidual

@@ -19,6 +19,7 @@ name                           first linear layer    other convolutions  dense l
 ``flat``
 ``zbox``                       z^B (first conv)      ε                   ε
 ``lrp_cmp``                    —                     α1β0 (= z⁺)         ε (ε = 0.1 default)
+``zplus_box``                  z^B (first conv)      z⁺                  z⁺
 =============================  ====================  ==================  ====================
 
 Every composite: activations, dropout and un-merged batch-norm pass relevance unchanged; sum/average pooling and
@@ -104,6 +105,7 @@ COMPOSITES = (
     "flat",
     "zbox",
     "lrp_cmp",
+    "zplus_box",
 )
 
 
@@ -128,7 +130,15 @@ def make_composite(
 
 
 def _build(
-    name: str, eps: Rule, epsilon: float, gamma: float, alpha: float, beta: float, stabilizer: float, low: Any, high: Any
+    name: str,
+    eps: Rule,
+    epsilon: float,
+    gamma: float,
+    alpha: float,
+    beta: float,
+    stabilizer: float,
+    low: Any,
+    high: Any,
 ) -> Composite:
     if name == "epsilon_plus_flat":
         return Composite(name, ZPlus(stabilizer), eps, first=Flat(stabilizer))
@@ -142,6 +152,9 @@ def _build(
         return Composite(name, AlphaBeta(2.0, 1.0, stabilizer), eps, first=Flat(stabilizer))
     if name == "zbox":
         return Composite(name, eps, eps, first=ZBox(low, high, stabilizer), first_types=CONV_TYPES)
+    if name == "zplus_box":  # deep Taylor for ReLU nets: the rules of the CLRP and SGLRP reference code
+        zp = ZPlus(stabilizer)
+        return Composite(name, zp, zp, first=ZBox(low, high, stabilizer), first_types=CONV_TYPES)
     if name == "lrp_cmp":
         conv = ZPlus(stabilizer) if (alpha, beta) == (1.0, 0.0) else AlphaBeta(alpha, beta, stabilizer)
         return Composite(name, conv, eps)

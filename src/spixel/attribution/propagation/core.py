@@ -30,7 +30,7 @@ from .canonizers import batchnorm_merges, merged_parameters, residual_forward
 from .composites import BATCHNORM_TYPES, LINEAR_TYPES, Composite
 from .rules import Layer, Norm, Rule
 
-__all__ = ["Propagator", "TRANSPARENT"]
+__all__ = ["TRANSPARENT", "Propagator"]
 
 #: leaves that are the identity (or a reshape) in eval mode: left alone, relevance passes as their gradient
 TRANSPARENT: tuple[type[nn.Module], ...] = (
@@ -329,10 +329,11 @@ class Propagator:
         return logits, xl, [store[i] for i in range(len(at))]
 
     @staticmethod
-    def backward(logits: Tensor, inputs: Sequence[Tensor], start: Tensor) -> list[Tensor]:
-        """Relevance of ``inputs`` (model input and/or recorded layer outputs) from ``start`` on the logits."""
+    def backward(logits: Tensor, inputs: Sequence[Tensor], start: Tensor, retain: bool = False) -> list[Tensor]:
+        """Relevance of ``inputs`` (model input and/or recorded layer outputs) from ``start`` on the logits;
+        ``retain`` keeps the graph for another backward pass."""
         try:
-            grads = torch.autograd.grad(logits, list(inputs), start, allow_unused=True)
+            grads = torch.autograd.grad(logits, list(inputs), start, allow_unused=True, retain_graph=retain)
         except RuntimeError as e:
             if "inplace" in str(e):
                 raise BadParameterError(
