@@ -1,4 +1,4 @@
-"""``spixel list``: the registered methods, models, segmenters and metrics with their defaults."""
+"""``spixel list``: the registered methods, models, segmenters, metrics, dataset forms and protocols."""
 
 from __future__ import annotations
 
@@ -82,6 +82,31 @@ def cmd_list(args: argparse.Namespace) -> int:
             if not e.info.get("scores_explanation"):
                 ref = "[python only] " + ref
             lines.extend(textwrap.wrap(ref, width=width, initial_indent=head, subsequent_indent=" " * len(head)))
+        lines.append("")
+    if args.what in (None, "datasets"):
+        from .. import data  # noqa: F401  (registration)
+        from ..registry import DATASETS
+
+        lines.append("DATASETS  (spixel run EXPERIMENT --data FORM:ARG[?key=value&...]; spixel evaluate --data ...)")
+        lines.append(f"  {'form':<23} {'example':<40} options")
+        for e in DATASETS:
+            opts = ", ".join(e.info.get("options", ())) or "-"
+            lines.append(f"  {e.name:<23} {e.info.get('example', ''):<40} {opts}")
+            lines.extend(
+                textwrap.wrap(e.description, width=width, initial_indent=" " * 6, subsequent_indent=" " * 6)
+            )
+        lines.append("")
+    if args.what in (None, "protocols"):
+        from .. import experiments  # noqa: F401  (registration)
+        from ..registry import PROTOCOLS
+
+        lines.append("PROTOCOLS  (spixel run NAME --data DATASET --store S.db; a paper's table as an experiment)")
+        lines.append(f"  {'name':<23} {'paper / table':<22} {'default data':<16} description")
+        for e in PROTOCOLS:
+            head = f"  {e.name:<23} {e.info.get('source', ''):<22} {e.info.get('data', ''):<16} "
+            lines.extend(
+                textwrap.wrap(e.description, width=width, initial_indent=head, subsequent_indent=" " * len(head))
+            )
         lines.append("")
     print("\n".join(lines).rstrip())
     return 0

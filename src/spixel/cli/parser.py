@@ -158,12 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_args(sg, "spixel_out", "stochastic segmenters")
 
-    ls = sub.add_parser("list", help="list the registered methods, models, segmenters and metrics")
+    ls = sub.add_parser(
+        "list", help="list the registered methods, models, segmenters, metrics, dataset forms and protocols"
+    )
     ls.add_argument(
         "what",
         nargs="?",
-        choices=["methods", "models", "segmenters", "metrics"],
-        help="only methods, models, segmenters or metrics",
+        choices=["methods", "models", "segmenters", "metrics", "datasets", "protocols"],
+        help="only methods, models, segmenters, metrics, datasets or protocols",
     )
 
     d = sub.add_parser("demo", help="explain the bundled photos and write an HTML gallery")
