@@ -16,7 +16,12 @@ divide every map by its own range; apply ``(m - m.min()) / (m.max() - m.min())``
 hooks on every sub-module; a container finishes after its children, so ``layer4`` wins over
 ``layer4.1.relu``; modules run more than once per pass are skipped; global pooling outputs ``(N, C, 1, 1)``
 are skipped). The chosen name is recorded in ``meta["params"]["layer"]``. The layer must run once per forward
-pass and return one tensor.
+pass and return one tensor. Models loaded by name (``torchvision:NAME``, ``timm:NAME``) carry the layer found by
+:func:`spixel.models.layers.find_cam_layer` as their ``"cam"`` role.
+
+**Vision Transformers** (``model.tokens`` is not ``None``): the layer's token output ``(N, T, D)`` is read on the
+patch grid ``(N, D, h, w)`` with the prefix (class) tokens dropped (:func:`spixel.models.layers.to_grid`), and the
+default layer is the last block's first LayerNorm (:func:`spixel.models.layers.find_cam_layer`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from torch import Tensor, nn
 
 from ..errors import BadParameterError
 from ..models.adapter import ModelAdapter
+from ..models.layers import find_cam_layer, from_grid, grid_hook
 from ..types import Explanation, TargetLike, resolve_targets
 from ._core import check_int, explainer, finish, logits_and_targets
 
@@ -78,7 +84,12 @@ def resolve_layer(model: ModelAdapter, layer: str | None, x: Tensor) -> tuple[st
     """``(name, module)`` of the CAM layer: ``layer`` (role or module name), else ``layers["cam"]``, else
     :func:`default_cam_layer`."""
     if layer is None:
-        name = model.layers["cam"] if "cam" in model.layers else default_cam_layer(model.module, x[:1])
+        if "cam" in model.layers:
+            name = model.layers["cam"]
+        elif getattr(model, "tokens", None) is not None:
+            name = find_cam_layer(model.module, x[:1], tokens=model.tokens)
+        else:
+            name = default_cam_layer(model.module, x[:1])
     elif isinstance(layer, str):
         name = model.layers.get(layer, layer)
     else:
@@ -97,13 +108,18 @@ def resolve_layer(model: ModelAdapter, layer: str | None, x: Tensor) -> tuple[st
 
 
 @contextlib.contextmanager
-def _capture(layer_name: str, layer: nn.Module, leaf: bool) -> Iterator[list[Tensor]]:
+def _capture(
+    layer_name: str, layer: nn.Module, leaf: bool, model: ModelAdapter | None = None, x: Tensor | None = None
+) -> Iterator[list[Tensor]]:
     """Record the output of ``layer`` during one forward pass (the hook is always removed).
 
     ``leaf=True``: the output is replaced by a clone of a detached leaf that requires grad, so ``∂y/∂A`` is
     one ``autograd.grad`` away and nothing upstream of the layer is back-propagated (the clone keeps the
-    leaf intact if the network modifies the layer's output in place).
+    leaf intact if the network modifies the layer's output in place). For a ViT ``model``, a token output is
+    recorded on its patch grid (the leaf is the grid; the prefix tokens pass on unchanged).
     """
+    prefix = getattr(model, "tokens", None) if model is not None else None
+    grid = grid_hook(prefix, (int(x.shape[-2]), int(x.shape[-1]))) if x is not None else None
     store: list[Tensor] = []
 
     def hook(_m: nn.Module, _inp: Any, out: Any) -> Tensor | None:
@@ -112,6 +128,9 @@ def _capture(layer_name: str, layer: nn.Module, leaf: bool) -> Iterator[list[Ten
                 f"layer {layer_name!r} runs more than once per forward pass; choose a layer that runs once "
                 "(e.g. its parent block)"
             )
+        tokens = None
+        if grid is not None and isinstance(out, Tensor) and out.ndim == 3:
+            tokens, out = out, grid(out)
         if not isinstance(out, Tensor) or out.ndim != 4:
             shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise BadParameterError(
@@ -120,7 +139,7 @@ def _capture(layer_name: str, layer: nn.Module, leaf: bool) -> Iterator[list[Ten
         if leaf:
             a = out.detach().requires_grad_(True)
             store.append(a)
-            return a.clone()
+            return a.clone() if tokens is None else from_grid(a, tokens, prefix or 0)
         store.append(out.detach().clone())
         return None
 
@@ -139,7 +158,7 @@ def layer_activations_and_grads(
     acts, grads, all_logits = [], [], []
     t: Tensor | None = None
     for s in range(0, x.shape[0], batch_size):
-        with _capture(layer_name, layer, leaf=True) as store, torch.enable_grad():
+        with _capture(layer_name, layer, True, model, x) as store, torch.enable_grad():
             logits = model.module(x[s : s + batch_size])
         if not store:
             raise BadParameterError(f"layer {layer_name!r} did not run during the forward pass")
@@ -165,7 +184,7 @@ def layer_activations(model: ModelAdapter, layer_name: str, layer: nn.Module, x:
     """Layer output ``A`` ``(N, K, h, w)`` from no-grad forwards in chunks of ``batch_size``."""
     acts = []
     for s in range(0, x.shape[0], batch_size):
-        with _capture(layer_name, layer, leaf=False) as store, torch.no_grad():
+        with _capture(layer_name, layer, False, model, x) as store, torch.no_grad():
             model.module(x[s : s + batch_size])
         if not store:
             raise BadParameterError(f"layer {layer_name!r} did not run during the forward pass")

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.adapter import ModelAdapter
+from ..models.layers import refuse_transformer
 from ..types import Explanation, TargetLike
 from ._core import check_int, explainer, finish, logits_targets_and_grad
 from .gradients import maxabs
@@ -108,6 +109,7 @@ def _rectified_gradient(
 ) -> Explanation:
     t0 = time.perf_counter()
     check_int("batch_size", batch_size)
+    refuse_transformer(model, method, "its rule is defined for ReLU networks, not for attention and GELU")
     with rectifier_rule(model.module, rule):  # forward values are unchanged: its logits are the model's
         logits, t, raw = logits_targets_and_grad(model.module, x, target, batch_size)
     return finish(model, method, maxabs(raw), raw, logits, t, {"batch_size": batch_size}, None, t0)

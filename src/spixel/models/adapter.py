@@ -28,7 +28,16 @@ class ModelAdapter:
     logits ``(N, K)``. ``preprocess`` resizes the shorter side of a photo to ``resize`` (default
     ``round(input_size * 256 / 224)``) with ``interpolation``, centre-crops ``input_size`` and normalises;
     ``to_rgb01`` inverts the normalisation (what segmenters see). ``layers`` maps roles to names from
-    ``module.named_modules()``; the role ``"cam"`` is the default layer of the CAM methods.
+    ``module.named_modules()``; the role ``"cam"`` is the default layer of the CAM methods. ``nas_layers``: the
+    layers NAS clusters by default (else found, :func:`spixel.models.layers.find_nas_layers`).
+
+    ``tokens``: for a Vision Transformer, the number of prefix (class / register) tokens of its ``(N, T, D)`` token
+    tensors; found by :func:`spixel.models.layers.token_prefix` when not given (``None`` for a CNN). CAM methods
+    and NAS then read token outputs on the patch grid (prefix dropped, :func:`spixel.models.layers.to_grid`).
+
+    ``multilabel``: the head was trained with one sigmoid per class (VOC / COCO multi-label models, as
+    TorchRay's): :meth:`probabilities` and :meth:`predict` use sigmoids, and :meth:`positive_labels` gives every
+    class above ``threshold`` (the targets to explain).
     """
 
     def __init__(
@@ -43,6 +52,9 @@ class ModelAdapter:
         resize: int | None = None,
         interpolation: str = "bilinear",
         name: str | None = None,
+        tokens: int | None = None,
+        multilabel: bool = False,
+        nas_layers: Sequence[str] | None = None,
     ) -> None:
         if not isinstance(module, nn.Module):
             raise BadParameterError(f"ModelAdapter wraps a torch.nn.Module, got {type(module).__name__}")
@@ -67,6 +79,20 @@ class ModelAdapter:
         for role, lname in self.layers.items():
             if lname not in names:
                 raise BadParameterError(f"layer {lname!r} (role {role!r}) is not a module of {self.name}")
+        self.nas_layers = list(nas_layers) if nas_layers is not None else None
+        for lname in self.nas_layers or ():
+            if lname not in names or not lname:
+                raise BadParameterError(f"NAS layer {lname!r} is not a module of {self.name}")
+        if tokens is None:
+            from .layers import token_prefix
+
+            tokens = token_prefix(module)
+        elif isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+            raise BadParameterError(f"tokens must be the number of prefix tokens (an integer >= 0), got {tokens!r}")
+        self.tokens = tokens
+        if not isinstance(multilabel, bool):
+            raise BadParameterError(f"multilabel must be True or False, got {multilabel!r}")
+        self.multilabel = multilabel
 
     # ------------------------------------------------------------------ device and basic facts
     @property
@@ -182,11 +208,38 @@ class ModelAdapter:
         return (x * std + mean).clamp(0.0, 1.0)
 
     # ------------------------------------------------------------------ inference
+    def probabilities(self, logits: Tensor) -> Tensor:
+        """Class probabilities of logits ``(N, K)``: softmax, or one sigmoid per class for a multi-label head."""
+        return logits.float().sigmoid() if self.multilabel else logits.float().softmax(-1)
+
     @torch.no_grad()
     def predict(self, x: Tensor, batch_size: int = 64) -> Tensor:
-        """Softmax probabilities ``(N, K)`` in eval mode (the module's mode is restored)."""
+        """Probabilities ``(N, K)`` (:meth:`probabilities`) in eval mode (the module's mode is restored)."""
         with frozen(self.module):
-            return torch.cat([self.module(c).float().softmax(-1) for c in x.split(batch_size)])
+            return torch.cat([self.probabilities(self.module(c)) for c in x.split(batch_size)])
+
+    def positive_labels(self, x: Tensor, threshold: float = 0.5, batch_size: int = 64) -> list[list[int]]:
+        """Per image, the classes to explain: every class with probability ``> threshold`` for a multi-label
+        model (the top class when none is), the top class otherwise."""
+        p = self.predict(x, batch_size)
+        top = p.argmax(1).tolist()
+        if not self.multilabel:
+            return [[t] for t in top]
+        out = []
+        for row, t in zip(p, top, strict=True):
+            pos = (row > threshold).nonzero().view(-1).tolist()
+            out.append(pos or [t])
+        return out
+
+
+def expand_targets(x: Tensor, targets: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor, Tensor]:
+    """Repeat each image once per target (e.g. :meth:`ModelAdapter.positive_labels`): ``(x_rep, t, index)`` with
+    ``index[j]`` the image row ``j`` of ``x_rep`` came from — explain ``x_rep`` with ``target=t``."""
+    if len(targets) != x.shape[0]:
+        raise BadParameterError(f"give one list of targets per image: {len(targets)} lists for {x.shape[0]} images")
+    index = torch.tensor([i for i, ts in enumerate(targets) for _ in ts], dtype=torch.long)
+    t = torch.tensor([int(k) for ts in targets for k in ts], dtype=torch.long)
+    return x[index.to(x.device)], t, index
 
 
 def as_adapter(model: ModelAdapter | nn.Module) -> ModelAdapter:

@@ -31,7 +31,10 @@ finish* at each spatial resolution is taken (the deepest activation computed at 
 after its children, so ResNet's ``layer1``..``layer4`` win over their blocks). On inverted-residual networks
 (EfficientNet, MobileNet) the last activation at a scale is the expansion of the next stage's first block, before
 its strided depthwise convolution (e.g. ``blocks.1.0.bn1`` of EfficientNet-Lite0 at 112×112). The default output
-size (spec §3.1 [RECON]) is the largest spatial size among the hooked layers.
+size (spec §3.1 [RECON]) is the largest spatial size among the hooked layers. An adapter's ``nas_layers`` (set by the
+zoo for ``torchvision:NAME`` / ``timm:NAME`` models, from :func:`spixel.models.layers.find_nas_layers`) come before
+both. Vision Transformers (``model.tokens`` set): four blocks evenly spaced in depth, their token outputs read on the
+patch grid with the class token dropped (:func:`spixel.models.layers.to_grid`).
 
 Randomness: image ``i`` of a batch is clustered with a generator seeded with ``seed`` alone, so its superpixels
 never depend on its position in the batch. With ``connected=False`` (the paper's setting) there are at most ``K``
@@ -55,6 +58,7 @@ from torch import Tensor, nn
 from ..attribution._core import check_float, check_int, make_generator
 from ..errors import BadInputError, BadParameterError
 from ..models.adapter import ModelAdapter, as_adapter
+from ..models.layers import find_nas_layers, grid_hook
 from ..models.state import frozen
 from ..types import Segmentation
 from .base import relabel_batch, segmenter
@@ -115,7 +119,11 @@ def resolve_layers(model: ModelAdapter, layers: LayersLike, x: Tensor) -> list[s
     """The module names NAS hooks: ``layers`` (names or roles of ``model.layers``), else :data:`PAPER_LAYERS` for
     ``model.name``, else :func:`auto_layers` on ``x[:1]``."""
     if layers is None:
-        if model.name in PAPER_LAYERS:
+        if getattr(model, "nas_layers", None):
+            names = list(model.nas_layers)
+        elif getattr(model, "tokens", None) is not None:
+            return find_nas_layers(model.module, x[:1], tokens=model.tokens)
+        elif model.name in PAPER_LAYERS:
             names = list(PAPER_LAYERS[model.name])
         else:
             return auto_layers(model.module, x[:1])
@@ -140,10 +148,14 @@ def resolve_layers(model: ModelAdapter, layers: LayersLike, x: Tensor) -> list[s
 
 
 @contextlib.contextmanager
-def _recording(model: ModelAdapter, names: Sequence[str]) -> Iterator[dict[str, list[Tensor]]]:
-    """Clone the output of each named module during the forward passes run inside; hooks always removed."""
+def _recording(
+    model: ModelAdapter, names: Sequence[str], hw: tuple[int, int] | None = None
+) -> Iterator[dict[str, list[Tensor]]]:
+    """Clone the output of each named module during the forward passes run inside; hooks always removed. A ViT's
+    token outputs are recorded on the patch grid of an ``hw`` input."""
     store: dict[str, list[Tensor]] = {n: [] for n in names}
     mods = dict(model.module.named_modules())
+    grid = grid_hook(getattr(model, "tokens", None), hw) if hw is not None else None
 
     def recorder(name: str) -> Any:
         def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
@@ -152,6 +164,8 @@ def _recording(model: ModelAdapter, names: Sequence[str]) -> Iterator[dict[str, 
                     f"layer {name!r} of {model.name} runs more than once per forward pass; choose a layer that "
                     "runs once (e.g. its parent block)"
                 )
+            if grid is not None and isinstance(out, Tensor) and out.ndim == 3:
+                out = grid(out)
             if not isinstance(out, Tensor) or out.ndim != 4:
                 shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
                 raise BadParameterError(f"NAS needs layers with (N, C, h, w) outputs; {name!r} gives {shape}")
@@ -305,7 +319,8 @@ def nas_features(
     names = resolve_layers(adapter, layers, x)
     chunks: list[Tensor] = []
     module = adapter.module
-    with frozen(module), torch.no_grad(), _recording(adapter, names) as store:
+    hw = (int(x.shape[-2]), int(x.shape[-1]))
+    with frozen(module), torch.no_grad(), _recording(adapter, names, hw) as store:
         for xc in x.split(batch_size):
             for v in store.values():
                 v.clear()
