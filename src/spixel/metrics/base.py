@@ -93,9 +93,12 @@ def evaluate(
     with frozen(adapter.module):
         if target is None and explanation.meta.get("target") is not None:
             target = explanation.meta["target"]
-        with torch.no_grad():
-            logits = adapter.module(xb)
-        t = resolve_targets(target, xb.shape[0], logits.shape[1], predicted=logits.argmax(1))
+        if target is None or adapter.num_classes is None:
+            with torch.no_grad():
+                logits = adapter.module(xb)
+            t = resolve_targets(target, xb.shape[0], logits.shape[1], predicted=logits.argmax(1))
+        else:  # the targets are given: no forward pass needed to resolve them
+            t = resolve_targets(target, xb.shape[0], adapter.num_classes)
         res = entry.fn(adapter, xb, explanation, t.to(xb.device), **params)
     meta = {
         "metric": metric,
