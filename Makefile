@@ -14,7 +14,7 @@ $(BIN)/python:
 # torch first, pinned and from pip (it may come from local files), then the package with its test extras.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,ray]"
 	# Quantus (a test peer) asks for opencv-python, grad-cam for opencv-python-headless: both write cv2, so
 	# Quantus comes without its dependencies and uses the headless build.
 	$(BIN)/pip install -q --no-deps quantus==0.6.0

@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 
 from .common import Parser, positive_int, seed_arg
 from .demo import DEMO_METHODS
 
 _non_negative = seed_arg  # an integer >= 0
+
+
+def _float_above(lo: float, strict: bool, expected: str) -> Callable[[str], float]:
+    """An argparse type: a finite number ``> lo`` (``strict``) or ``>= lo``; otherwise an error naming it."""
+
+    def parse(s: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {s!r}") from None
+        if not math.isfinite(v) or v < lo or (strict and v == lo):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {s!r}")
+        return v
+
+    return parse
+
+
+_positive_float = _float_above(0.0, True, "a number > 0")
+_non_negative_float = _float_above(0.0, False, "a number >= 0")
 
 
 def _add_run_args(p: argparse.ArgumentParser, out: str, seeded: str) -> None:
@@ -187,13 +208,38 @@ def build_parser() -> argparse.ArgumentParser:
         "one model; tiny (a 32×32 VGG-style model without distractors in ~30 s, to try methods on); halves (two "
         "models on disjoint halves); folds (K models, MeGe); roar (retraining with the top-p% pixels of an "
         "explanation removed, plus the same retraining with nothing removed); gad (GAD support regressions for a "
-        "class pair); benchmark (all of them, with manifest.json).",
+        "class pair); benchmark (all of them, with manifest.json). finetune: fine-tune a pretrained backbone "
+        "(--arch torchvision:NAME / timm:NAME --weights FILE, or a spixel.train checkpoint) on --data (an ImageFolder "
+        "or another --data form) with a held-out split, a checkpoint each epoch (re-run to resume) and "
+        "--out/model.pt loadable as --model.",
     )
     tr.add_argument(
-        "recipe", choices=["one", "tiny", "halves", "folds", "roar", "gad", "benchmark"], help="what to train"
+        "recipe",
+        choices=["one", "tiny", "halves", "folds", "roar", "gad", "benchmark", "finetune"],
+        help="what to train",
     )
     tr.add_argument("--out", required=True, help="output folder for the checkpoints")
-    tr.add_argument("--arch", default=None, choices=["resnet", "vgg"], help="architecture (default: resnet; tiny: vgg)")
+    tr.add_argument(
+        "--arch",
+        default=None,
+        help="resnet or vgg (default: resnet; tiny: vgg); finetune: torchvision:NAME, timm:NAME or a checkpoint",
+    )
+    tr.add_argument("--weights", default=None, help="finetune: the backbone's pretrained weights (state_dict file)")
+    tr.add_argument("--data", default=None, help="finetune: training data, a folder (ImageFolder) or FORM:ARG")
+    tr.add_argument("--test", default=None, help="finetune: held-out data (default: --holdout of --data)")
+    tr.add_argument("--holdout", type=float, default=0.2, help="finetune: held-out fraction per class (default: 0.2)")
+    tr.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"], help="finetune: optimizer (default: sgd)")
+    tr.add_argument(
+        "--schedule",
+        default="constant",
+        choices=["constant", "cosine"],
+        help="finetune: lr schedule (default: constant)",
+    )
+    tr.add_argument("--input-size", type=positive_int, default=None, help="finetune: crop size (default: the arch's)")
+    tr.add_argument("--workers", type=seed_arg, default=0, help="finetune: DataLoader processes (default: 0)")
+    tr.add_argument("--device", default=None, help="finetune: cpu or cuda (default: cuda when available)")
+    tr.add_argument("--no-augment", action="store_true", help="finetune: centre crops only, no random crop / flip")
+    tr.add_argument("--no-resume", action="store_true", help="finetune: start over even if --out holds a run")
     tr.add_argument("--n", type=positive_int, default=None, help="training images (default: 8000)")
     tr.add_argument("--n-test", type=positive_int, default=1000, help="held-out images (default: 1000)")
     tr.add_argument("--size", type=positive_int, default=None, help="image size in pixels (default: 64; tiny: 32)")
@@ -239,7 +285,36 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=seed_arg, default=None, help="seed (overrides the experiment's; default: its own)")
     r.add_argument("--limit", type=positive_int, default=None, help="only the first N items (in id order)")
     r.add_argument("--batch-size", type=positive_int, default=8, help="items per batch and transaction (default: 8)")
-    r.add_argument("--workers", type=_non_negative, default=0, help="DataLoader processes decoding images (default: 0)")
+    r.add_argument(
+        "--workers",
+        type=_non_negative,
+        default=0,
+        help="local: DataLoader processes decoding images (default: 0); ray: actors in the pool, each loading the "
+        "model once (default: 0 = as many as the cluster's CPUs / GPUs hold)",
+    )
+    r.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process (default); ray: actors of a Ray cluster (pip install 'spixel[ray]'), same rows",
+    )
+    r.add_argument(
+        "--address",
+        default=None,
+        help="ray: the cluster to join, auto or HOST:PORT (default: start a local Ray instance on this machine)",
+    )
+    r.add_argument(
+        "--cpus-per-worker",
+        type=_positive_float,
+        default=None,
+        help="ray: CPUs each actor reserves, also its torch threads (default: 1)",
+    )
+    r.add_argument(
+        "--gpus-per-worker",
+        type=_non_negative_float,
+        default=None,
+        help="ray: GPUs each actor reserves; a fraction shares a GPU, e.g. 0.25 (default: 0, CPU actors)",
+    )
     r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     r.add_argument("--cache-maps", default=None, metavar="DIR", help="keep the explanations here and re-use them")
     r.add_argument("--retry-failed", action="store_true", help="compute the items recorded as failed again")
@@ -265,4 +340,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="SmoothGrad 50 / SSG 64 noise samples instead of 100 / 256")
     b.add_argument("--seed", type=seed_arg, default=0, help="seed of the noise and the random partition (default: 0)")
     b.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+
+    sv = sub.add_parser(
+        "serve",
+        help="the explorer in the browser: one photo live, and a results store browsed",
+        description="Start the browser explorer (Streamlit; pip install 'spixel[serve]'). Page 1 explains one photo "
+        "(bundled, uploaded or a path) with several methods over optional regions, with overlays, deletion / "
+        "insertion curves and SSIM; page 2 browses a results store of spixel run: the method x metric table with "
+        "95 %% CIs, items sorted and filtered by any score, an item's image, maps and curves, the failed items.",
+    )
+    sv.add_argument("--store", default=None, help="a results store (SQLite) of spixel run to browse")
+    sv.add_argument("--model", default=None, help="model of page 1 (default: efficientnet_lite0); name or checkpoint")
+    sv.add_argument("--weights", default=None, help="local weights file for a torchvision:/timm: --model")
+    sv.add_argument("--cache-maps", default=None, metavar="DIR", help="the map cache the run kept (--cache-maps)")
+    sv.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    sv.add_argument("--port", type=positive_int, default=8501, help="port (default: 8501)")
     return p

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..experiments import Experiment, RunResult
 
 #: Exit code of a run that completed but recorded failed items.
 EXIT_SOME_FAILED = 3
@@ -11,30 +15,59 @@ EXIT_SOME_FAILED = 3
 EXIT_INTERRUPTED = 130
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from ..experiments import Store, format_table, load_experiment, run_local, summarise
-    from ..experiments.summary import directions_of
+def _engine_run(args: argparse.Namespace, exp: Experiment) -> RunResult:
+    """Call the engine ``--engine`` names with the options it takes (the ray-only ones are refused for local)."""
+    from ..errors import BadParameterError
+    from ..experiments import run_local
     from .common import resolve_device
 
-    exp = load_experiment(args.experiment).with_overrides(model=args.model, weights=args.weights, seed=args.seed)
-    device = resolve_device(args.device)
-    res = run_local(
-        exp,
-        args.data,
-        args.store,
-        device=device,
+    common: dict = dict(
         batch_size=args.batch_size,
         workers=args.workers,
         limit=args.limit,
         cache_maps=args.cache_maps,
         retry_failed=args.retry_failed,
     )
+    if args.engine == "local":
+        given = [
+            flag
+            for flag, value in (
+                ("--address", args.address),
+                ("--cpus-per-worker", args.cpus_per_worker),
+                ("--gpus-per-worker", args.gpus_per_worker),
+            )
+            if value is not None
+        ]
+        if given:
+            raise BadParameterError(f"{', '.join(given)}: only with --engine ray")
+        return run_local(exp, args.data, args.store, device=resolve_device(args.device), **common)
+    from ..experiments.engines.ray import run_ray
+
+    # the device is the workers' (default: CUDA when an actor has a GPU); this machine need not have it
+    return run_ray(
+        exp,
+        args.data,
+        args.store,
+        device=args.device,
+        address=args.address,
+        cpus_per_worker=1.0 if args.cpus_per_worker is None else args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker or 0.0,
+        **common,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..experiments import Store, format_table, load_experiment, summarise
+    from ..experiments.summary import directions_of
+
+    exp = load_experiment(args.experiment).with_overrides(model=args.model, weights=args.weights, seed=args.seed)
+    res = _engine_run(args, exp)
     with Store(args.store) as st:
         rows = st.scores(res.run_id)
         failures = st.failures(res.run_id, limit=3)
-    metrics = [m.name for m in exp.metrics]
+    metrics = [m.key for m in exp.metrics]
     if rows and metrics:
-        print(format_table(summarise(rows), metrics, directions_of(metrics)))
+        print(format_table(summarise(rows), metrics, directions_of(exp)))
     state = "resumed" if res.resumed else "new"
     print(
         f"spixel: run {res.run_id} ({exp.name}, {state}) in {args.store}: {res.done} done, {res.failed} failed, "
