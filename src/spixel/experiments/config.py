@@ -36,7 +36,8 @@ TARGET_RULES = ("label", "predicted")
 
 _EXPERIMENT_KEYS = {"name", "model", "weights", "seed", "target", "description"}
 _METHOD_KEYS = {"name", "label", "params", "regions", "channels"}
-_METRIC_KEYS = {"name", "params"}
+_METRIC_KEYS = {"name", "label", "params"}
+_PROTOCOL_KEYS = {"name", "paper", "table", "description", "data", "datasets", "published", "claims", "runtime", "note"}
 
 
 @dataclass(frozen=True)
@@ -64,10 +65,16 @@ class MethodSpec:
 @dataclass(frozen=True)
 class MetricSpec:
     """One metric and its parameters. A ``reference = "LABEL"`` parameter names another method of the
-    experiment whose map is the reference (``convex_hull_ratio``, ``occlusion_sensitivity``)."""
+    experiment whose map is the reference (``convex_hull_ratio``, ``occlusion_sensitivity``). ``label`` names it
+    in the store (default: the metric name), so one metric can appear with several parameter sets."""
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,8 @@ class Experiment:
     target: str | int = "label"
     description: str = ""
     source: str = ""
+    #: a protocol's metadata (``[protocol]``: paper, table, published numbers, claims); not part of the hash
+    protocol: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration, as stored in the ``runs`` table (JSON)."""
@@ -96,7 +105,8 @@ class Experiment:
                 {"name": m.name, "label": m.key, "params": m.params, "regions": m.regions, "channels": m.channels}
                 for m in self.methods
             ],
-            "metrics": [{"name": m.name, "params": m.params} for m in self.metrics],
+            "metrics": [{"name": m.name, "label": m.key, "params": m.params} for m in self.metrics],
+            "protocol": self.protocol,
         }
 
     @property
@@ -104,6 +114,7 @@ class Experiment:
         """16 hex digits of the SHA-256 of the canonical JSON of everything that decides an item's rows."""
         d = self.to_dict()
         d.pop("name")
+        d.pop("protocol")
         text = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -142,7 +153,11 @@ def _unknown(d: dict[str, Any], allowed: set[str], where: str) -> None:
 def from_dict(d: dict[str, Any], source: str = "") -> Experiment:
     """An experiment from the parsed TOML (``{"experiment": {...}, "method": [...], "metric": [...]}``)."""
     where = source or "the experiment"
-    _unknown(d, {"experiment", "method", "metric"}, where)
+    _unknown(d, {"experiment", "method", "metric", "protocol"}, where)
+    protocol = d.get("protocol")
+    if protocol is not None:
+        protocol = _table(protocol, f"{where}: [protocol]")
+        _unknown(protocol, _PROTOCOL_KEYS, f"{where}: [protocol]")
     head = _table(d.get("experiment", {}), f"{where}: [experiment]")
     _unknown(head, _EXPERIMENT_KEYS, f"{where}: [experiment]")
     methods = []
@@ -172,7 +187,13 @@ def from_dict(d: dict[str, Any], source: str = "") -> Experiment:
         _unknown(m, _METRIC_KEYS, f"{where}: [[metric]] #{i + 1}")
         if "name" not in m:
             raise BadParameterError(f"{where}: [[metric]] #{i + 1} needs a name (spixel list metrics)")
-        metrics.append(MetricSpec(str(m["name"]), dict(_table(m.get("params", {}), f"{where}: {m['name']} params"))))
+        metrics.append(
+            MetricSpec(
+                str(m["name"]),
+                dict(_table(m.get("params", {}), f"{where}: {m['name']} params")),
+                label=str(m.get("label", "")),
+            )
+        )
     if "model" not in head:
         raise BadParameterError(f'{where}: [experiment] needs model = "NAME" (spixel list models) or --model')
     exp = Experiment(
@@ -185,6 +206,7 @@ def from_dict(d: dict[str, Any], source: str = "") -> Experiment:
         methods=tuple(methods),
         metrics=tuple(metrics),
         source=source,
+        protocol=protocol,
     )
     return validate(exp)
 
@@ -280,7 +302,9 @@ def validate(exp: Experiment) -> Experiment:
             )
         if mt.name == "convex_hull_ratio" and ref is None:
             raise BadParameterError(f'{exp.name}: convex_hull_ratio needs params = {{ reference = "METHOD" }}')
-        if mt.name in names_seen:
-            raise BadParameterError(f"{exp.name}: metric {mt.name} is listed twice")
-        names_seen.add(mt.name)
+        if mt.key in names_seen:
+            raise BadParameterError(
+                f"{exp.name}: metric {mt.key} is listed twice; give one of them label = \"OTHER_NAME\""
+            )
+        names_seen.add(mt.key)
     return exp

@@ -309,8 +309,8 @@ class BatchStep:
             for w in caught:
                 self.warn(f"{mt.name} on {e.meta.get('method')}: {' '.join(str(w.message).split())}")
             xs = r.meta.get("x")
-            if mt.name not in self.axes and xs is not None and r.curves is not None and len(xs) == r.curves.shape[1]:
-                self.axes[mt.name] = [float(v) for v in xs]
+            if mt.key not in self.axes and xs is not None and r.curves is not None and len(xs) == r.curves.shape[1]:
+                self.axes[mt.key] = [float(v) for v in xs]
             return r
 
         if seeds is None:
@@ -448,7 +448,7 @@ class BatchStep:
             for i, o in zip(idx, ok, strict=True):
                 if not o:
                     for m in self.exp.methods:
-                        rows[i].append((m.key, m.regions_key, mt.name, None, "na", None, None))
+                        rows[i].append((m.key, m.regions_key, mt.key, None, "na", None, None))
             if not applicable:
                 continue
             stochastic = "seed" in self.metric_entries[mt.name].info.get("params", {})
@@ -474,14 +474,14 @@ class BatchStep:
                     maps=maps,
                 )
                 t0 = time.perf_counter()
-                got = self._run_isolated(live, score, errors, f"{mt.name} on {m.key}", split=True)
+                got = self._run_isolated(live, score, errors, f"{mt.key} on {m.key}", split=True)
                 dt = (time.perf_counter() - t0) / max(len(live), 1)
                 for i, (val, curve) in got.items():
                     v = float(val)
                     if v != v:
-                        rows[i].append((m.key, m.regions_key, mt.name, None, "ok", None, dt))
+                        rows[i].append((m.key, m.regions_key, mt.key, None, "ok", None, dt))
                     else:
-                        rows[i].append((m.key, m.regions_key, mt.name, v, "ok", curve, dt))
+                        rows[i].append((m.key, m.regions_key, mt.key, v, "ok", curve, dt))
                     seconds[i] += dt
 
         share = (time.perf_counter() - t_start) / len(good)

@@ -69,8 +69,12 @@ def format_table(
     return "\n".join(lines)
 
 
-def directions_of(metrics: list[str]) -> dict[str, Any]:
+def directions_of(metrics: Any) -> dict[str, bool]:
+    """``{metric: higher_is_better}`` for an experiment's metrics (keyed by their labels) or for a list of metric
+    names (names that are not registered metrics are left out)."""
     from .. import metrics as _m  # noqa: F401  (registration)
     from ..registry import METRICS
 
+    if hasattr(metrics, "metrics"):
+        return {m.key: bool(METRICS.get(m.name).info["higher_is_better"]) for m in metrics.metrics}
     return {m: bool(METRICS.get(m).info["higher_is_better"]) for m in metrics if m in METRICS}
