@@ -131,6 +131,7 @@ from .listing import cmd_list
 from .parser import build_parser
 from .run import cmd_run, cmd_runs
 from .segment import cmd_segment
+from .serve import cmd_serve
 from .train import cmd_bench, cmd_train
 
 
@@ -152,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "bench": cmd_bench,
             "run": cmd_run,
             "runs": cmd_runs,
+            "serve": cmd_serve,
         }
         return commands[args.command](args)
     except SpixelError as e:

@@ -1,0 +1,51 @@
+"""``spixel serve [--store S.db] [--model M] [--host 127.0.0.1] [--port 8501]``: start the browser explorer."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+
+from ..errors import BadParameterError, SpixelError
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import streamlit  # noqa: F401
+    except ImportError:
+        raise SpixelError("spixel serve needs Streamlit: pip install 'spixel[serve]'") from None
+    from ..serve import command, environment
+
+    if args.store is not None:
+        from ..experiments import Store
+
+        with Store(args.store):  # a missing or foreign file is a one-line error here, not in the browser
+            pass
+    if args.cache_maps is not None and not os.path.isdir(args.cache_maps):
+        raise BadParameterError(f"--cache-maps {args.cache_maps}: no such folder")
+    if args.weights is not None and not os.path.isfile(args.weights):
+        raise BadParameterError(f"--weights {args.weights}: no such file")
+    device = None
+    if args.device is not None:
+        from .common import resolve_device
+
+        device = resolve_device(args.device)
+    cmd = command(args.host, args.port)
+    env = environment(
+        store=args.store, model=args.model, weights=args.weights, cache_maps=args.cache_maps, device=device
+    )
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"spixel: serving on {args.host}: anyone who reaches this address can use the explorer", file=sys.stderr)
+    print(f"spixel: the explorer is at http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        return 0
