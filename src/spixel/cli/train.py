@@ -22,6 +22,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.lr is not None and not args.lr > 0:
         raise BadParameterError(f"--lr must be > 0, got {args.lr}")
+    if args.recipe == "finetune":
+        return _finetune(args)
+    for opt in ("weights", "data", "test", "input_size"):
+        if getattr(args, opt) is not None:
+            raise BadParameterError(f"--{opt.replace('_', '-')} applies to finetune only")
+    if args.arch not in (None, "resnet", "vgg"):
+        raise BadParameterError(f"--arch {args.arch!r}: the synthetic recipes train resnet or vgg")
     levels = parse_floats(args.levels, "--levels")
     alphas = parse_floats(args.alphas, "--alphas")
     pair = parse_floats(args.pair, "--pair")
@@ -88,6 +95,47 @@ def cmd_train(args: argparse.Namespace) -> int:
             rows = recipes.train_gad_supports(base, train, test, out, pair=(int(pair[0]), int(pair[1])),
                                               alphas=alphas, seed=args.seed, progress=progress, **kw)  # fmt: skip
     return _report_trained(rows, out, t0)
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..train.finetune import FINETUNE_DEFAULTS, finetune
+    from .common import resolve_device
+
+    if args.arch is None or args.data is None:
+        raise BadParameterError("finetune needs --arch (torchvision:NAME, timm:NAME or a checkpoint) and --data")
+    if not 0 <= args.holdout < 1:
+        raise BadParameterError(f"--holdout must lie in [0, 1), got {args.holdout}")
+    out = prepare_out(args.out)
+    t0 = time.perf_counter()
+    res = finetune(
+        args.arch,
+        args.data,
+        out,
+        weights=args.weights,
+        test=args.test,
+        epochs=args.epochs or FINETUNE_DEFAULTS["epochs"],
+        batch_size=args.batch_size or FINETUNE_DEFAULTS["batch_size"],
+        optimizer=args.optimizer,
+        lr=args.lr if args.lr is not None else FINETUNE_DEFAULTS["lr"],
+        schedule=args.schedule,
+        holdout=args.holdout,
+        augment=not args.no_augment,
+        input_size=args.input_size,
+        seed=args.seed,
+        workers=args.workers,
+        device=resolve_device(args.device),
+        resume=not args.no_resume,
+        progress=not args.no_progress,
+        log=lambda s: tqdm.write(f"  {s}"),
+    )
+    print(
+        f"  {res.path}: held-out accuracy {res.accuracy:.1%} (before fine-tuning {res.start_accuracy:.1%})"
+        + (f"; {res.skipped} unreadable item(s) skipped" if res.skipped else "")
+    )
+    print(f"spixel: wrote {res.path.name}, last.pt and history.json to {out}/ in {time.perf_counter() - t0:.0f} s")
+    return 0
 
 
 def _report_trained(rows: list[Any], out: Path, t0: float) -> int:

@@ -29,6 +29,7 @@ grid, row-major, as the patch embedding flattens it); :func:`from_grid` puts a g
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,13 +133,9 @@ def token_prefix(module: nn.Module) -> int | None:
     """The number of prefix (class / register / distillation) tokens of a Vision Transformer, or ``None`` for a
     module that is not one (torchvision ``VisionTransformer``; timm models with a ``patch_embed`` and
     ``num_prefix_tokens``, e.g. ViT, DeiT, BEiT, EVA). Swin-style models (no token sequence) are ``None``."""
-    try:
-        from torchvision.models.vision_transformer import VisionTransformer
-
-        if isinstance(module, VisionTransformer):
-            return 1
-    except ImportError:  # pragma: no cover
-        pass
+    vt = sys.modules.get("torchvision.models.vision_transformer")  # not loaded: the module cannot be one of its ViTs
+    if vt is not None and isinstance(module, vt.VisionTransformer):
+        return 1
     if hasattr(module, "patch_embed") and hasattr(module, "num_prefix_tokens") and hasattr(module, "blocks"):
         return int(module.num_prefix_tokens)
     return None

@@ -1,6 +1,7 @@
 """Checkpoints of :mod:`spixel.train`: ``{"state_dict": tensors, "config": plain values}`` written by ``torch.save``
 and read with ``torch.load(weights_only=True)`` only (no pickled code is ever run); the net is rebuilt from the
-config. ``spixel.load_model(path)`` reads them.
+config. ``spixel.load_model(path)`` reads them. Fine-tuned torchvision / timm models (:mod:`spixel.train.finetune`)
+have ``arch`` = ``PREFIX:NAME`` and a ``build`` entry, and are rebuilt through the zoo.
 
 The config holds: ``format`` (:data:`FORMAT`), the net config (``arch``, ``widths``, ``blocks``, ``num_classes``),
 the adapter (``input_size``, ``mean``, ``std``, ``labels``, ``layers``, ``name``), ``seed``, ``epochs``, ``fit`` (the
@@ -106,6 +107,17 @@ def load_checkpoint(path: str | os.PathLike[str], device: torch.device | str | N
 
     The module carries ``config`` (the net config) and ``checkpoint`` (the whole config of the file)."""
     sd, cfg = read_checkpoint(path)
+    if ":" in str(cfg.get("arch", "")):  # a fine-tuned torchvision / timm model (spixel.train.finetune)
+        from .finetune import rebuild_finetuned
+
+        try:
+            model = rebuild_finetuned(sd, cfg)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise SpixelError(
+                f"{path}: checkpoint does not rebuild ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+            ) from None
+        model.module.train_info = cfg.get("fit", {})  # type: ignore[assignment]
+        return model.to(device) if device is not None else model
     try:
         net = build_net(cfg)
         net.load_state_dict(sd)
