@@ -146,7 +146,8 @@ def test_per_image_targets_and_batching(tiny, tiny_x, name):
     other = run(tiny, tiny_x, name, 3)
     assert other.meta["target"] == [3, 3, 3]
     close(other.attribution[1], batch.attribution[1])  # image 1 had target 3 in both
-    assert not torch.allclose(other.attribution[0], batch.attribution[0]), "target ignored"
+    if not METHODS.get(name).info.get("class_agnostic"):  # the paper-001 reference maps ignore the target
+        assert not torch.allclose(other.attribution[0], batch.attribution[0]), "target ignored"
 
 
 @pytest.mark.parametrize("name", NAMES)
