@@ -49,3 +49,6 @@ __all__ += ["centre_map", "random_point_map"]
 from .contrastive import contrastive_eb  # noqa: E402
 
 __all__ += ["contrastive_eb"]
+from .contrastive import contrastive_eb  # noqa: E402
+
+__all__ += ["contrastive_eb"]

@@ -6,13 +6,28 @@ The LRP family (:mod:`spixel.attribution.lrp`) and the other propagation methods
 
 from .composites import COMPOSITES, Composite, make_composite
 from .core import Propagator
-from .rules import AlphaBeta, Epsilon, Flat, Gamma, Gradient, Layer, Norm, Pass, Rule, ZBox, ZPlus, stabilize
+from .rules import (
+    AlphaBeta,
+    Epsilon,
+    Excitation,
+    Flat,
+    Gamma,
+    Gradient,
+    Layer,
+    Norm,
+    Pass,
+    Rule,
+    ZBox,
+    ZPlus,
+    stabilize,
+)
 
 __all__ = [
     "COMPOSITES",
     "AlphaBeta",
     "Composite",
     "Epsilon",
+    "Excitation",
     "Flat",
     "Gamma",
     "Gradient",

@@ -16,8 +16,9 @@ forward pass runs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -289,6 +290,21 @@ class Propagator:
         y = _Apply.apply(b, x)
         b.last = y
         return y
+
+    @contextlib.contextmanager
+    def override(self, module: nn.Module, rule: Rule) -> Iterator[None]:
+        """Within the context, the backward pass uses ``rule`` for ``module`` (bound layers only); the graph of
+        an earlier forward pass is reused (rules are read when the backward pass runs)."""
+        if module not in self.bindings:
+            raise BadParameterError(f"{_type(module)} has no rule binding to override")
+        b = self.bindings[module]
+        if rule.needs_input and not b.rule.needs_input:
+            raise BadParameterError(f"{b.name!r}: its rule did not keep the layer input; cannot override it")
+        old, b.rule = b.rule, rule
+        try:
+            yield
+        finally:
+            b.rule = old
 
     def add(self, a: Tensor, b: Tensor) -> Tensor:
         """A residual addition ``a + b`` whose relevance the composite's ``sum`` rule splits."""

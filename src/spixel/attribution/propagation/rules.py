@@ -37,6 +37,7 @@ from torch import Tensor, nn
 __all__ = [
     "AlphaBeta",
     "Epsilon",
+    "Excitation",
     "Flat",
     "Gamma",
     "Gradient",
@@ -269,6 +270,26 @@ class Flat(Rule):
         z = layer.affine(ones, torch.ones_like(layer.weight))
         (g,) = _vjp([z], [ones], [r / stabilize(z.detach(), self.stabilizer)])
         return g
+
+
+@dataclass(repr=False)
+class Excitation(Rule):
+    """Excitation backprop's marginal winning probability (Zhang et al. 2016; TorchRay's
+    ``ExcitationBackpropContext``): ``P_i = x_i Σ_j w⁺_ji P_j / (Σ_i' x_i' w⁺_ji' + ε)`` with the input as is (no
+    bias, no sign pairing, ``ε = 1e-20`` added, not signed). ``negate=True`` uses ``(−W)⁺`` — the flipped classifier
+    of contrastive excitation backprop."""
+
+    stabilizer: float = 1e-20
+    negate: bool = False
+    name = "excitation"
+
+    def relevance(self, layer: Layer, x: Tensor, r: Tensor) -> Tensor:
+        assert layer.weight is not None
+        w = (-layer.weight if self.negate else layer.weight).clamp(min=0)
+        xl = _leaf(x)
+        z = layer.affine(xl, w)
+        (g,) = _vjp([z], [xl], [r / (z.detach() + self.stabilizer)])
+        return x * g
 
 
 @dataclass(repr=False)
