@@ -4,9 +4,11 @@ heads (issue 15). Random weights at small inputs; nothing is downloaded."""
 from __future__ import annotations
 
 import functools
+import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -329,3 +331,24 @@ def test_imagenet_pair(lite0) -> None:
     assert IMAGENET_PAIR == ("efficientnet_lite0", "efficientnet_lite1")
     a, b = imagenet_pair()
     assert (a.name, b.name, a.input_size, b.input_size) == ("efficientnet_lite0", "efficientnet_lite1", 224, 240)
+
+
+def test_cli_explain_with_torchvision_weights_and_labels(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from spixel import cli
+
+    m = _random("mobilenet_v3_small")
+    w = tmp_path / "mnv3.pt"
+    torch.save(m.state_dict(), w)
+    labels = tmp_path / "labels.json"
+    labels.write_text('["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "bird"]')
+    img = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(0).random((90, 120, 3)) * 255).astype(np.uint8)).save(img)
+    out = tmp_path / "maps"
+    argv = ["explain", str(img), "--model", f"torchvision:mobilenet_v3_small?labels={labels}", "--weights", str(w),
+            "--method", "gradcam", "--target", "bird", "--out", str(out), "--device", "cpu"]  # fmt: skip
+    assert cli.main(argv) == 0
+    meta = json.loads(next(out.rglob("*.json")).read_text())
+    assert "bird" in json.dumps(meta) and "features" in json.dumps(meta)
+    assert cli.main([*argv[:4], "--weights", str(tmp_path / "missing.pt"), *argv[6:]]) == 2
