@@ -83,7 +83,7 @@ def run_store(tmp_path_factory, ckpt) -> tuple[Path, Path]:
 
 
 def app(script: str, monkeypatch, **env: str) -> AppTest:
-    for k in ("model", "weights", "store", "cache_maps", "device"):
+    for k in ("model", "weights", "store", "cache_maps", "device", "remote"):
         monkeypatch.delenv(f"SPIXEL_SERVE_{k.upper()}", raising=False)
     monkeypatch.setenv("SPIXEL_SERVE_DEVICE", "cpu")
     for k, v in env.items():
@@ -139,6 +139,16 @@ def test_command_binds_localhost_and_caps_uploads(tmp_path):
     env = environment(store=str(tmp_path / "s.db"), model="efficientnet_lite0")
     assert env["SPIXEL_SERVE_STORE"] == str((tmp_path / "s.db").resolve())
     assert env["SPIXEL_SERVE_MODEL"] == "efficientnet_lite0" and "SPIXEL_SERVE_WEIGHTS" not in env
+    assert env["SPIXEL_SERVE_REMOTE"] == "0" and environment(host="::1")["SPIXEL_SERVE_REMOTE"] == "0"
+    assert environment(host="0.0.0.0")["SPIXEL_SERVE_REMOTE"] == "1"
+
+
+def test_a_server_reachable_from_elsewhere_reads_no_typed_paths(monkeypatch, ckpt, run_store):
+    at = ok(app(EXPLORE, monkeypatch, model=str(ckpt), remote="1"))
+    assert by_key(at, "radio", "source").options == ["bundled photo", "upload"]
+    assert by_key(at, "text_input", "model").disabled and by_key(at, "text_input", "w").disabled
+    at = ok(app(BROWSE, monkeypatch, store=str(run_store[0]), remote="1"))
+    assert by_key(at, "text_input", "store").disabled and by_key(at, "text_input", "cache_maps").disabled
 
 
 def test_uploads_are_size_limited_and_decoded_as_images_only():

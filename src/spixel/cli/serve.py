@@ -16,7 +16,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import streamlit  # noqa: F401
     except ImportError:
         raise SpixelError("spixel serve needs Streamlit: pip install 'spixel[serve]'") from None
-    from ..serve import command, environment
+    from ..serve import command, environment, is_loopback
 
     if args.store is not None:
         from ..experiments import Store
@@ -34,10 +34,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
     cmd = command(args.host, args.port)
     env = environment(
-        store=args.store, model=args.model, weights=args.weights, cache_maps=args.cache_maps, device=device
+        store=args.store,
+        model=args.model,
+        weights=args.weights,
+        cache_maps=args.cache_maps,
+        device=device,
+        host=args.host,
     )
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"spixel: serving on {args.host}: anyone who reaches this address can use the explorer", file=sys.stderr)
+    if not is_loopback(args.host):
+        print(
+            f"spixel: serving on {args.host}: anyone who reaches it can use the explorer (uploads and bundled photos "
+            "only; the model and store are fixed to those given here)",
+            file=sys.stderr,
+        )
     print(f"spixel: the explorer is at http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
     proc = subprocess.Popen(cmd, env=env)
     try:

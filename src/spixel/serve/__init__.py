@@ -60,6 +60,18 @@ def command(host: str = "127.0.0.1", port: int = 8501) -> list[str]:
     ]
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only reaches this machine (``127.0.0.0/8``, ``::1``, ``localhost``)."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def environment(
     *,
     store: str | None = None,
@@ -67,9 +79,12 @@ def environment(
     weights: str | None = None,
     cache_maps: str | None = None,
     device: str | None = None,
+    host: str = "127.0.0.1",
 ) -> dict[str, str]:
-    """The ``SPIXEL_SERVE_*`` variables the app reads (absolute paths), on top of this process's environment."""
+    """The ``SPIXEL_SERVE_*`` variables the app reads (absolute paths), on top of this process's environment;
+    ``SPIXEL_SERVE_REMOTE=1`` when ``host`` is not a loopback address (the page then reads no typed paths)."""
     env = dict(os.environ)
+    env["SPIXEL_SERVE_REMOTE"] = "0" if is_loopback(host) else "1"
     for k, v in {
         "store": store,
         "model": model,
@@ -87,4 +102,4 @@ def environment(
     return env
 
 
-__all__ = ["APP", "MAX_UPLOAD_MB", "command", "environment"]
+__all__ = ["APP", "MAX_UPLOAD_MB", "command", "environment", "is_loopback"]

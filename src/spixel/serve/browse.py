@@ -74,12 +74,16 @@ def _sidebar() -> tuple[str, str]:
     with st.sidebar:
         st.subheader("Results store")
         path = st.text_input(
-            "Store (SQLite file written by spixel run)", value=compute.env("store", ""), key="store"
+            "Store (SQLite file written by spixel run)",
+            value=compute.env("store", ""),
+            key="store",
+            disabled=compute.remote(),
         ).strip()
         cache = st.text_input(
             "Map cache folder (spixel run --cache-maps)",
             value=compute.env("cache_maps", ""),
             key="cache_maps",
+            disabled=compute.remote(),
             help="where the run kept its maps; without one, an item's maps are recomputed on demand",
         ).strip()
     return os.path.expanduser(path), os.path.expanduser(cache)

@@ -55,6 +55,13 @@ HIDDEN_PARAMS = frozenset(
 CURVE_METRICS = ("deletion", "insertion")
 
 
+def remote() -> bool:
+    """Whether the server listens beyond this machine (``spixel serve --host`` not a loopback address): then the
+    page reads no path the visitor types — no image paths, and the model, weights, store and map cache stay
+    those the launcher was given."""
+    return env("remote") == "1"
+
+
 def env(name: str, default: str | None = None) -> str | None:
     """A launcher setting (``SPIXEL_SERVE_<NAME>``), ``None``/``default`` when unset or empty."""
     v = os.environ.get(f"SPIXEL_SERVE_{name.upper()}", "").strip()

@@ -128,12 +128,18 @@ def _sidebar() -> dict[str, Any]:
             help="a name from `spixel list models` (efficientnet_lite0/1/2 carry weights), `torchvision:resnet50`, "
             "`timm:NAME`, or a checkpoint written by spixel train",
             key="model",
+            disabled=compute.remote(),
         )
         s["weights"] = st.text_input(
-            "Weights file", value=compute.env("weights", ""), help="a local state_dict for torchvision:/timm:", key="w"
+            "Weights file",
+            value=compute.env("weights", ""),
+            help="a local state_dict for torchvision:/timm:",
+            key="w",
+            disabled=compute.remote(),
         )
         st.subheader("Image")
-        s["source"] = st.radio("Source", SOURCES, horizontal=True, key="source", label_visibility="collapsed")
+        sources = SOURCES[:2] if compute.remote() else SOURCES  # no server paths for visitors from elsewhere
+        s["source"] = st.radio("Source", sources, horizontal=True, key="source", label_visibility="collapsed")
         s["image"] = _image(s["source"])
 
         st.subheader("Methods")
