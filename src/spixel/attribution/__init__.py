@@ -52,3 +52,6 @@ __all__ += ["contrastive_eb"]
 from .contrastive import contrastive_eb  # noqa: E402
 
 __all__ += ["contrastive_eb"]
+from .relevance_cam import relevance_cam  # noqa: E402
+
+__all__ += ["relevance_cam"]

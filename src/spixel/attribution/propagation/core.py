@@ -150,17 +150,21 @@ def _non_inplace(m: nn.Module, fwd: Callable[[Tensor], Tensor]) -> Callable[[Ten
 
 
 class Propagator:
-    """Context manager: bind ``composite``'s rules to ``module`` (and canonize it when ``canonize``).
+    """Context manager: bind ``composite``'s rules to ``module`` (and canonize it when ``canonize``: residual blocks
+    split; batch-norm merged into the preceding layer unless ``merge_batchnorm=False``, then it takes its own rule).
 
     ``with Propagator(model, composite) as p: logits, relevance = p.relevance(x, start)`` — see
     :meth:`relevance`. Used by every method of the LRP family; the model must be in eval mode (the explainers run
     it inside :func:`spixel.models.state.frozen`).
     """
 
-    def __init__(self, module: nn.Module, composite: Composite, canonize: bool = True) -> None:
+    def __init__(
+        self, module: nn.Module, composite: Composite, canonize: bool = True, merge_batchnorm: bool = True
+    ) -> None:
         self.module = module
         self.composite = composite
         self.canonize = canonize
+        self.merge_batchnorm = merge_batchnorm
         self.bindings: dict[nn.Module, Binding] = {}
         self._patched: list[tuple[nn.Module, bool, Any]] = []
         self._ok: set[int] = set()
@@ -196,7 +200,7 @@ class Propagator:
 
     def _attach(self) -> None:
         c = self.composite
-        merges = batchnorm_merges(self.module) if self.canonize else {}
+        merges = batchnorm_merges(self.module) if self.canonize and self.merge_batchnorm else {}
         merged_into = {lin: bn for bn, lin in merges.items()}
         first_taken = False
         for name, m in self.module.named_modules():

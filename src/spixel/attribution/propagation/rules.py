@@ -43,6 +43,7 @@ __all__ = [
     "Gradient",
     "Layer",
     "Norm",
+    "NormHedge",
     "Pass",
     "Rule",
     "ZBox",
@@ -311,6 +312,27 @@ class Norm(Rule):
         """A sum ``z = Σ_i x_i`` of same-shaped tensors: ``R_i = x_i · R / stab(z)``."""
         s = r / stabilize(sum(inputs[1:], inputs[0]), self.stabilizer)
         return [x * s for x in inputs]
+
+
+@dataclass(repr=False)
+class NormHedge(Norm):
+    """A residual sum as in the LRP code of Chefer et al. (used by Relevance-CAM, AGF): the :class:`Norm` shares
+    ``a_i = x_i R / z`` are rescaled so that input ``i`` receives ``|Σa_i| / Σ_k |Σa_k|`` of ``ΣR`` (per sample;
+    0/0 := 0)."""
+
+    name = "norm_hedge"
+
+    def split(self, inputs: list[Tensor], r: Tensor) -> list[Tensor]:
+        shares = super().split(inputs, r)
+        total = r.flatten(1).sum(1)
+        sums = [s.flatten(1).sum(1) for s in shares]
+        denom = sum(v.abs() for v in sums)
+        out = []
+        for s, v in zip(shares, sums, strict=True):
+            fact = torch.where(denom == 0, torch.zeros_like(v), v.abs() / torch.where(denom == 0, 1, denom)) * total
+            scale = torch.where(v == 0, torch.zeros_like(v), fact / torch.where(v == 0, 1, v))
+            out.append(s * scale.view(-1, *([1] * (s.ndim - 1))))
+        return out
 
 
 @dataclass(repr=False)
