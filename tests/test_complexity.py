@@ -129,3 +129,17 @@ def test_occlusion_sensitivity_by_hand(tiny, tiny_x):
     with pytest.warns(UserWarning, match="empty"):
         e = evaluate(tiny, x, expl, "occlusion_sensitivity", mask=torch.zeros(1, 32, 32, dtype=torch.bool), target=t)
     assert e.scores.item() == 0.0
+
+
+def test_positive_ratio_by_hand():
+    import spixel
+    from spixel import Explanation
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 3))
+    x = torch.zeros(2, 3, 4, 4)
+    a = torch.zeros(2, 4, 4)
+    a[0, 0, :3] = 1.0  # 3 of 16 positive
+    a[0, 1, 0] = -2.0  # a negative pixel does not count
+    a[1] = 0.5  # all positive
+    r = spixel.evaluate(net, x, Explanation(attribution=a), "positive_ratio")
+    assert r.scores.tolist() == [3 / 16, 1.0]

@@ -7,6 +7,7 @@
 from .config import Experiment, MethodSpec, MetricSpec, from_dict, load_experiment
 from .engines.local import RunResult, run_local
 from .loop import BatchStep, MapCache, item_seed
+from .protocol import fast
 from .store import SCHEMA_VERSION, Store, StoreError, load
 from .summary import format_table, summarise
 
@@ -20,6 +21,7 @@ __all__ = [
     "RunResult",
     "Store",
     "StoreError",
+    "fast",
     "format_table",
     "from_dict",
     "item_seed",

@@ -37,7 +37,21 @@ TARGET_RULES = ("label", "predicted")
 _EXPERIMENT_KEYS = {"name", "model", "weights", "seed", "target", "description"}
 _METHOD_KEYS = {"name", "label", "params", "regions", "channels"}
 _METRIC_KEYS = {"name", "label", "params"}
-_PROTOCOL_KEYS = {"name", "paper", "table", "description", "data", "datasets", "published", "claims", "runtime", "note"}
+_PROTOCOL_KEYS = {
+    "name",
+    "paper",
+    "table",
+    "description",
+    "data",
+    "datasets",
+    "published",
+    "claims",
+    "runtime",
+    "note",
+    "fast",
+    "fast_metrics",
+    "model_set",
+}
 
 
 @dataclass(frozen=True)
@@ -304,7 +318,7 @@ def validate(exp: Experiment) -> Experiment:
             raise BadParameterError(f'{exp.name}: convex_hull_ratio needs params = {{ reference = "METHOD" }}')
         if mt.key in names_seen:
             raise BadParameterError(
-                f"{exp.name}: metric {mt.key} is listed twice; give one of them label = \"OTHER_NAME\""
+                f'{exp.name}: metric {mt.key} is listed twice; give one of them label = "OTHER_NAME"'
             )
         names_seen.add(mt.key)
     return exp

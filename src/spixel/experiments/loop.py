@@ -297,7 +297,7 @@ class BatchStep:
 
         def run(sl: slice, seed: int | None) -> Any:
             kw: dict[str, Any] = dict(mt.params)
-            if seed is not None:
+            if seed is not None and "seed" in self.metric_entries[mt.name].info.get("params", {}):
                 kw["seed"] = seed
             if ref is not None:
                 kw["reference"] = ref[sl]
@@ -451,7 +451,10 @@ class BatchStep:
                         rows[i].append((m.key, m.regions_key, mt.key, None, "na", None, None))
             if not applicable:
                 continue
-            stochastic = "seed" in self.metric_entries[mt.name].info.get("params", {})
+            info = self.metric_entries[mt.name].info
+            # stochastic metrics get an item seed; metrics that optimise over their batch (MaxBoxAccV2's threshold)
+            # see one item at a time, so an item's value never depends on its batch-mates
+            stochastic = "seed" in info.get("params", {}) or bool(info.get("batch_dependent"))
             ref_key = mt.params.get("reference")
             for m in self.exp.methods:
                 if m.key == ref_key:

@@ -46,6 +46,19 @@ def sparseness(model: ModelAdapter, x: Tensor, explanation: Explanation, target:
     return MetricResult(scores=gini(a).cpu(), meta=meta)
 
 
+@metric(
+    "positive_ratio",
+    higher_is_better=False,
+    category="complexity",
+    reference="paper 004 (AE) Table I, PR: the fraction of pixels with positive relevance",
+)
+def positive_ratio(model: ModelAdapter, x: Tensor, explanation: Explanation, target: Tensor) -> MetricResult:
+    """PR (paper 004, Table I): the fraction of the image's pixels whose relevance is > 0 (lower: the positive
+    evidence is more concentrated). Meaningful for signed maps; a non-negative map scores its support."""
+    a = explanation.attribution.detach().float().flatten(1)
+    return MetricResult(scores=(a > 0).float().mean(1).cpu())
+
+
 def top_fraction(a: Tensor, fraction: float = 0.5) -> Tensor:
     """Boolean ``(N, H, W)``: P(m), the ⌈fraction·HW⌉ most important pixels of each map (pixels tied with the
     last one included), spec §4.3 — among the pixels with positive relevance only [RECON]: a pixel with zero or

@@ -265,6 +265,7 @@ def box_iou_curves(
     higher_is_better=True,
     category="localisation",
     reference="Choe et al. 2020 (wsolevaluation, CVPR); spec §6.6",
+    batch_dependent=True,  # the best threshold is chosen over the batch: the engine scores items one by one
 )
 def max_box_acc_v2(
     model: ModelAdapter,
