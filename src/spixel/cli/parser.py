@@ -275,9 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("experiment", help="an experiment file (.toml) or a protocol name (spixel list protocols)")
     r.add_argument(
         "--data",
-        required=True,
+        default=None,
         help="dataset: folder:DIR, voc:DIR, imagenet:DIR, csv:FILE, masks:DIR, photos, synthetic[:N] "
-        "(options as FORM:ARG?key=value&key=value; spixel list datasets)",
+        "(options as FORM:ARG?key=value&key=value; spixel list datasets); default: a protocol's own data",
+    )
+    r.add_argument(
+        "--fast",
+        action="store_true",
+        help="a protocol's smoke-test settings (few samples and steps): a separate run, not the paper's numbers",
     )
     r.add_argument("--store", required=True, help="SQLite results file (created if missing)")
     r.add_argument("--model", default=None, help="model name or checkpoint (overrides the experiment's)")

@@ -57,10 +57,21 @@ def _engine_run(args: argparse.Namespace, exp: Experiment) -> RunResult:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..experiments import Store, format_table, load_experiment, summarise
+    from ..errors import BadParameterError
+    from ..experiments import Store, fast, format_table, load_experiment, summarise
     from ..experiments.summary import directions_of
 
-    exp = load_experiment(args.experiment).with_overrides(model=args.model, weights=args.weights, seed=args.seed)
+    exp = load_experiment(args.experiment)
+    if args.fast:
+        if exp.protocol is None:
+            raise BadParameterError("--fast applies to protocols (spixel list protocols), not to experiment files")
+        exp = fast(exp)
+    exp = exp.with_overrides(model=args.model, weights=args.weights, seed=args.seed)
+    if args.data is None:
+        default = (exp.protocol or {}).get("data")
+        if not default:
+            raise BadParameterError("give --data DATASET (spixel list datasets), e.g. --data folder:photos/")
+        args.data = default
     res = _engine_run(args, exp)
     with Store(args.store) as st:
         rows = st.scores(res.run_id)
