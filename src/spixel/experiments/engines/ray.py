@@ -304,14 +304,21 @@ def run_ray(
                     "cache_maps": None if cache_maps is None else os.path.abspath(cache_maps),
                 },
             )  # Ray Data's actors are restarted when they die (max_restarts=-1) and their task retried
-            rows = mapped.iter_rows()
+            # each block is the output of one BatchWorker call (one row per batch); no prefetching, so a batch
+            # is written as soon as it is back
+            blocks = mapped.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0)
             try:
-                for row in rows:
-                    if row["fatal"]:
-                        raise RayEngineError(str(row["fatal"]))
-                    yield BatchOut(pickle.loads(row["records"]), json.loads(row["axes"]), json.loads(row["warnings"]))
+                for block in blocks:
+                    for j in range(len(block["batch"])):
+                        if block["fatal"][j]:
+                            raise RayEngineError(str(block["fatal"][j]))
+                        yield BatchOut(
+                            pickle.loads(block["records"][j]),
+                            json.loads(block["axes"][j]),
+                            json.loads(block["warnings"][j]),
+                        )
             finally:
-                close = getattr(rows, "close", None)
+                close = getattr(blocks, "close", None)
                 if close is not None:
                     close()  # stops the streaming executor and its actor pool
 
