@@ -247,6 +247,7 @@ class BatchStep:
                 self._warn(text)
 
     def _segment(self, spec: str, x: Tensor, seeds: Sequence[int] | None) -> Segmentation:
+        from ..registry import SEGMENTERS
         from ..segmentation import resolve_regions
 
         name, params = self.regions[spec]
@@ -254,8 +255,9 @@ class BatchStep:
         if seeds is None:
             seg = resolve_regions(name, rgb, params, model=self.model)
         else:
+            seeded = "seed" in SEGMENTERS.get(name).info.get("params", {}) and "seed" not in params
             parts = [
-                resolve_regions(name, rgb[i : i + 1], {**params, "seed": s}, model=self.model)
+                resolve_regions(name, rgb[i : i + 1], {**params, "seed": s} if seeded else params, model=self.model)
                 for i, s in enumerate(seeds)
             ]
             seg = Segmentation(torch.cat([p.labels for p in parts]))  # type: ignore[union-attr]
