@@ -12,7 +12,7 @@ from torch import nn
 
 from ..errors import BadParameterError
 from .adapter import ModelAdapter
-from .layers import find_cam_layer, find_nas_layers, token_prefix
+from .layers import find_cam_layer, find_nas_layers, shared_trace, token_prefix
 from .weights import checkpoint_labels, default_labels, read_labels_file
 
 #: Options of a ``torchvision:NAME?key=value&…`` / ``timm:NAME?…`` model spec (and keywords of ``load_model``).
@@ -118,13 +118,14 @@ def make_adapter(
     module.eval()
     tokens = token_prefix(module)
     x = torch.zeros(1, 3, pre.input_size, pre.input_size, device=next(module.parameters()).device)
-    layers = {"cam": cam_layer or find_cam_layer(module, x, tokens=tokens)}
-    if nas_layers:
-        nas: list[str] | None = list(nas_layers)
-    elif name in PAPER_NAS:
-        nas = None  # NAS uses the paper's layers for these (spixel.segmentation.nas.PAPER_LAYERS, by name)
-    else:
-        nas = find_nas_layers(module, x, tokens=tokens)
+    with shared_trace():  # one forward for all the finders
+        layers = {"cam": cam_layer or find_cam_layer(module, x, tokens=tokens)}
+        if nas_layers:
+            nas: list[str] | None = list(nas_layers)
+        elif name in PAPER_NAS:
+            nas = None  # NAS uses the paper's layers for these (spixel.segmentation.nas.PAPER_LAYERS, by name)
+        else:
+            nas = find_nas_layers(module, x, tokens=tokens)
     return ModelAdapter(
         module,
         mean=pre.mean,

@@ -12,8 +12,11 @@ torchvision's Swin, are not mistaken for one), of a module that runs exactly onc
   whose output *is* a pooling layer's tensor is skipped too. So VGG gets ``features.<last ReLU>`` (the last conv
   block before its final max-pool and the head's 7×7 adaptive pool, as in the Grad-CAM paper), ResNets ``layer4``,
   DenseNet/ConvNeXt/MobileNet/EfficientNet ``features``, Inception-V3 ``Mixed_7c``.
-* NAS layers: at each spatial resolution, the last module to finish with a feature map (as
-  :func:`spixel.segmentation.nas.auto_layers`), outputs of *adaptive* pooling layers (the head's) excluded.
+* NAS layers: at each spatial resolution, among the modules with a feature map there, the shallowest in the module
+  tree (fewest dots in its name: a stage before its blocks, a block before its layers), the last to finish among
+  those; outputs of *adaptive* pooling layers (the head's) excluded. So ResNet-50 gets ``relu, layer1 … layer4``
+  and EfficientNet its stage outputs, not the 1×1 expansion that opens the next stage at the same resolution
+  (which :func:`spixel.segmentation.nas.auto_layers`, the last module to finish, picks for plain modules).
 
 **Vision Transformers** (:func:`token_prefix`): a module with a patch embedding whose blocks map token tensors
 ``(N, T, D)`` to token tensors; ``T = prefix + h·w`` where ``prefix`` counts the class (and register /
@@ -28,10 +31,11 @@ grid, row-major, as the patch embedding flattens it); :func:`from_grid` puts a g
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,9 +83,33 @@ class _Out:
     adaptive: bool  # ... of an adaptive (global) pooling layer
 
 
+_CACHE: dict[tuple[int, tuple[int, ...], str], Any] | None = None
+
+
+@contextlib.contextmanager
+def shared_trace() -> Iterator[None]:
+    """Within the context, the finders share one forward per (module, input shape, device) instead of one each."""
+    global _CACHE
+    old, _CACHE = _CACHE, {}
+    try:
+        yield
+    finally:
+        _CACHE = old
+
+
 def _trace(module: nn.Module, x: Tensor) -> tuple[list[_Out], Counter[str], dict[str, tuple[int, ...] | None]]:
     """One no-grad forward of ``x``: every module's output in finishing order, call counts, and the input shape of
     every module's first call (``None`` when its first argument is not a tensor)."""
+    key = (id(module), tuple(x.shape), str(x.device))
+    if _CACHE is not None and key in _CACHE:
+        return _CACHE[key]
+    result = _trace_once(module, x)
+    if _CACHE is not None:
+        _CACHE[key] = result
+    return result
+
+
+def _trace_once(module: nn.Module, x: Tensor) -> tuple[list[_Out], Counter[str], dict[str, tuple[int, ...] | None]]:
     order: list[_Out] = []
     calls: Counter[str] = Counter()
     in_shapes: dict[str, tuple[int, ...] | None] = {}
@@ -241,10 +269,13 @@ def find_nas_layers(module: nn.Module, x: Tensor, tokens: int | None = None, dep
         return [blocks[i] for i in picks]
     order, calls, _ = _trace(module, x)
     hw = (int(x.shape[-2]), int(x.shape[-1]))
-    last: dict[tuple[int, int], tuple[int, str]] = {}
+    best: dict[tuple[int, int], tuple[int, int, str]] = {}  # resolution → (depth, -index, name), the smallest wins
     for i, o in enumerate(order):
         if calls[o.name] == 1 and _feature_map(o.shape, hw) and not o.adaptive:
-            last[(o.shape[-2], o.shape[-1])] = (i, o.name)
+            res, cand = (o.shape[-2], o.shape[-1]), (o.name.count("."), -i, o.name)
+            if res not in best or cand < best[res]:
+                best[res] = cand
+    last = {res: (-neg, name) for res, (_, neg, name) in best.items()}
     if not last:
         raise BadParameterError(
             "NAS found no layer with a (N, C, h, w) output; pass layers= names from model.module.named_modules()"
