@@ -267,9 +267,14 @@ class BatchStep:
     def _explain(self, m: MethodSpec, x: Tensor, target: Tensor, seeds: Sequence[int] | None) -> Explanation:
         """Explain a batch (``seeds is None``) or each image with its own seed."""
         from ..api import explain
+        from ..registry import METHODS
+
+        quiet = "progress" in METHODS.get(m.name).info.get("params", {}) and "progress" not in m.params
 
         def run(xb: Tensor, tb: Tensor, seed: int | None) -> Explanation:
             kw: dict[str, Any] = dict(m.params)
+            if quiet:  # the engine shows its own bar: a method's inner bar (LIME, RISE …) would interleave with it
+                kw["progress"] = False
             if m.regions is not None:
                 kw["regions"] = self._segment(m.regions, xb, None if seed is None else [seed])
                 if not self.uses_regions[m.key]:
