@@ -58,3 +58,25 @@ def test_protocol_runs_end_to_end(name, tmp_path):
     refs = sum(1 for m in exp.metrics if m.params.get("reference"))
     assert n == 2 * (len(exp.methods) * len(exp.metrics) - refs)
     con.close()
+
+
+def test_cli_lists_protocols_and_datasets(capsys):
+    from spixel import cli
+
+    assert cli.main(["list", "protocols"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in BUILT) and "paper 001 Table 1" in out
+    assert cli.main(["list", "datasets"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"  {form} " in out for form in ("folder", "voc", "imagenet", "csv", "masks", "photos", "synthetic"))
+
+
+def test_fast_needs_a_protocol_and_data_defaults_to_the_protocols(tmp_path, capsys):
+    from spixel import cli
+
+    toml = tmp_path / "e.toml"
+    toml.write_text('[experiment]\nmodel = "x.pt"\n[[method]]\nname = "saliency"\n')
+    assert cli.main(["run", str(toml), "--fast", "--store", str(tmp_path / "s.db")]) == 2
+    assert "--fast applies to protocols" in capsys.readouterr().err
+    assert cli.main(["run", str(toml), "--store", str(tmp_path / "s.db")]) == 2
+    assert "give --data" in capsys.readouterr().err
