@@ -8,6 +8,10 @@ their largest difference relative to Zennit's largest relevance.
 
     python benchmarks/propagation.py                      # CPU, batch 8, 224 px
     python benchmarks/propagation.py --device cuda --repeat 5 --json out.json
+    python benchmarks/propagation.py --gallery docs/images/propagation.jpg   # only the gallery
+
+The gallery shows every propagation method on two bundled photos with EfficientNet-Lite0, next to Grad-CAM and
+AE (which refuses Lite0's inverted residuals: shown as such).
 
 Times are medians over ``--repeat`` runs after one warm-up run.
 """
@@ -112,6 +116,60 @@ def zennit_comparison(model: nn.Module, x: torch.Tensor, t: torch.Tensor, device
     return rows
 
 
+GALLERY: list[tuple[str, str, dict[str, Any]]] = [
+    ("Grad-CAM", "gradcam", {}),
+    ("AE", "attribution_equilibrium", {}),
+    ("LRP ε-z⁺-flat", "lrp", {"composite": "epsilon_plus_flat"}),
+    ("LRP ε-γ-box", "lrp", {"composite": "epsilon_gamma_box"}),
+    ("LRP ε-α2β1", "lrp", {"composite": "epsilon_alpha2_beta1"}),
+    ("LRP-COMP", "lrp_comp", {}),
+    ("c*LRP", "clrp", {}),
+    ("SGLRP", "sglrp", {}),
+    ("c*EB", "contrastive_eb", {}),
+    ("Relevance-CAM", "relevance_cam", {}),
+]
+
+
+def gallery(path: str, device: torch.device, names: tuple[str, ...] = ("chelsea", "coffee")) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spixel.data.samples import sample
+    from spixel.viz.overlay import blend
+
+    model = spixel.load_model("efficientnet_lite0").to(device)
+    photos = [sample(n) for n in names]
+    x = model.preprocess([p.image for p in photos]).to(device)
+    rgb = model.to_rgb01(x).permute(0, 2, 3, 1).cpu().numpy()
+    fig, axes = plt.subplots(len(photos), len(GALLERY) + 1, figsize=(1.9 * (len(GALLERY) + 1), 2.1 * len(photos)))
+    for i in range(len(photos)):
+        axes[i, 0].imshow(rgb[i])
+        axes[i, 0].set_title(photos[i].name, fontsize=8)
+    for j, (title, method, params) in enumerate(GALLERY, start=1):
+        try:
+            e = spixel.explain(model, x, method, None, **params)
+        except spixel.errors.SpixelError as err:
+            for i in range(len(photos)):
+                axes[i, j].imshow(rgb[i] * 0.25)
+                axes[i, j].text(0.5, 0.5, "refused:\n" + str(err).split(";")[-1].strip()[:60].replace(" (", "\n("),
+                                ha="center", va="center", fontsize=5, color="w", wrap=True,
+                                transform=axes[i, j].transAxes)  # fmt: skip
+                axes[i, j].set_title(title, fontsize=8)
+            continue
+        for i in range(len(photos)):
+            img, _ = blend(rgb[i], e.attribution[i].cpu().numpy())
+            axes[i, j].imshow(img)
+            label = e.meta["label"][i].split(",")[0][:14]
+            axes[i, j].set_title(f"{title}\n{label}", fontsize=7)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, pil_kwargs={"quality": 85})
+    print(f"wrote {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
@@ -121,8 +179,12 @@ def main() -> None:
     ap.add_argument("--models", default="resnet50,efficientnet_lite0")
     ap.add_argument("--no-zennit", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--gallery", default=None, help="write the gallery JPEG to this path and stop")
     a = ap.parse_args()
     device = torch.device(a.device)
+    if a.gallery:
+        gallery(a.gallery, device)
+        return
     g = torch.Generator().manual_seed(0)
     x = torch.randn(a.batch, 3, a.size, a.size, generator=g).to(device)
     t = torch.arange(a.batch, device=device) * 97 % 1000
