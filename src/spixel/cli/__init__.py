@@ -129,6 +129,7 @@ from .evaluate import cmd_evaluate
 from .explain import cmd_explain
 from .listing import cmd_list
 from .parser import build_parser
+from .report import cmd_report
 from .run import cmd_run, cmd_runs
 from .segment import cmd_segment
 from .serve import cmd_serve
@@ -154,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run": cmd_run,
             "runs": cmd_runs,
             "serve": cmd_serve,
+            "report": cmd_report,
         }
         return commands[args.command](args)
     except SpixelError as e:

@@ -361,4 +361,25 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     sv.add_argument("--port", type=positive_int, default=8501, help="port (default: 8501)")
+    rp = sub.add_parser(
+        "report",
+        help="a results store as one self-contained HTML page (or Markdown): tables with CIs, claims, curves",
+        description="Per run: method x metric table (mean, 95 % bootstrap CI, n; best and tied marked; the "
+        "paper's numbers beside ours), a verdict per claim of a protocol (Wilcoxon signed-rank over items), Kendall "
+        "tau between the metrics' rankings, mean curves with bands, best/worst items (with --cache-maps), failed "
+        "items and provenance.",
+    )
+    rp.add_argument("store", help="SQLite results file written by spixel run")
+    rp.add_argument("--out", default=None, help="file to write (default: report.html, or report.md with --format md)")
+    rp.add_argument("--format", choices=("html", "md"), default=None, help="html (default; md when --out ends .md)")
+    rp.add_argument(
+        "--run", action="append", default=None, metavar="ID|NAME", help="only these runs (repeatable; default: all)"
+    )
+    rp.add_argument("--cache-maps", default=None, metavar="DIR", help="the run's map cache: adds the gallery")
+    rp.add_argument(
+        "--gallery-metric", default=None, metavar="LABEL", help="rank the gallery's items by it (default: the first)"
+    )
+    rp.add_argument("--gallery-k", type=positive_int, default=3, help="best and worst items per method (default: 3)")
+    rp.add_argument("--bootstrap", type=positive_int, default=2000, help="bootstrap resamples (default: 2000)")
+    rp.add_argument("--seed", type=seed_arg, default=0, help="seed of the bootstrap (default: 0)")
     return p

@@ -78,3 +78,26 @@ def directions_of(metrics: Any) -> dict[str, bool]:
     if hasattr(metrics, "metrics"):
         return {m.key: bool(METRICS.get(m.name).info["higher_is_better"]) for m in metrics.metrics}
     return {m: bool(METRICS.get(m).info["higher_is_better"]) for m in metrics if m in METRICS}
+
+
+def bootstrap_ci(values: Any, *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """The percentile-bootstrap ``confidence`` interval ``(lo, hi)`` of the mean of ``values``: ``n_boot``
+    resamples with replacement drawn by ``numpy.random.default_rng(seed)`` (the same values and seed give the
+    same interval on every machine). One value: ``(v, v)``; none: ``(nan, nan)``."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64).ravel()
+    n = v.size
+    if n == 0:
+        return float("nan"), float("nan")
+    if n == 1 or float(v.min()) == float(v.max()):
+        return float(v[0]), float(v[0])
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(int(n_boot), 4_000_000 // n))  # bound the index matrix (~32 MB) for large n
+    means = np.empty(int(n_boot))
+    for start in range(0, int(n_boot), chunk):
+        k = min(chunk, int(n_boot) - start)
+        means[start : start + k] = v[rng.integers(0, n, size=(k, n))].mean(axis=1)
+    a = (1.0 - float(confidence)) / 2.0
+    lo, hi = np.quantile(means, [a, 1.0 - a])
+    return float(lo), float(hi)
