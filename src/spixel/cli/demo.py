@@ -7,8 +7,9 @@ import time
 from typing import Any
 
 from ..errors import SpixelError
+from ..experiments.loop import batch_classes, run_methods
 from .common import get_model, parse_methods, prepare_out, resolve_device
-from .explain import batch_classes, class_info, run_methods
+from .explain import class_info
 
 #: The demo's methods (those registered are used) and its cheaper-than-default settings.
 DEMO_METHODS = ("saliency", "integrated_gradients", "smoothgrad", "gradcam", "swag_ig")

@@ -1,14 +1,14 @@
-"""``spixel explain``: every method on every image, overlays, ``.npy`` maps and ``explanation.json``; the batch
-helpers (running methods, regions, classes) that ``evaluate`` and ``demo`` reuse."""
+"""``spixel explain``: every method on every image, overlays, ``.npy`` maps and ``explanation.json`` (the batch helpers
+it runs — methods, regions, classes — live in :mod:`spixel.experiments.loop`)."""
 
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import BadImageError, BadParameterError, SpixelError
+from ..errors import BadImageError, BadParameterError
+from ..experiments.loop import batch_classes, run_methods, segment_batch
 from .common import (
     assign_params,
     bad_images_exit,
@@ -24,37 +24,6 @@ from .common import (
     resolve_device,
     resolve_target,
 )
-
-
-def run_methods(
-    model: Any,
-    x: Any,
-    entries: Sequence[Any],
-    per: dict[str, dict[str, Any]],
-    target: Any,
-    seed: int,
-    regions: Any = None,
-    channels: dict[str, str] | None = None,
-) -> dict[str, tuple[Any, float]]:
-    """Every method on the batch ``x``: ``{name: (Explanation, wall seconds for the batch)}``. ``regions`` (a
-    ``Segmentation`` of the batch) goes to every method; ``channels`` to the methods named in it (the grouped
-    ones, see :func:`region_roles`)."""
-    from ..api import explain
-
-    out = {}
-    for e in entries:
-        kw: dict[str, Any] = {}
-        if regions is not None:
-            kw["regions"] = regions
-            if channels and e.name in channels:
-                kw["channels"] = channels[e.name]
-        t0 = time.perf_counter()
-        try:
-            ex = explain(model, x, e.name, target, seed=seed, **kw, **per[e.name])
-        except SpixelError as err:
-            raise BadParameterError(f"{e.name}: {one_line(err)}") from None
-        out[e.name] = (ex, time.perf_counter() - t0)
-    return out
 
 
 def region_roles(entries: Sequence[Any], channels: str | None) -> dict[str, str]:
@@ -79,26 +48,6 @@ def region_roles(entries: Sequence[Any], channels: str | None) -> dict[str, str]
     return {n: channels or "joint" for n in grouped}
 
 
-def batch_classes(model: Any, x: Any, results: dict[str, tuple[Any, float]], target: Any) -> dict[str, list]:
-    """Predicted / explained class and probability per image: from the explanations' ``meta`` (every method
-    saw the same forward pass), or from one extra forward when a method does not record them."""
-    keys = ("predicted", "predicted_probability", "target", "probability")
-    meta = next(iter(results.values()))[0].meta
-    if all(isinstance(meta.get(k), list) and len(meta[k]) == x.shape[0] for k in keys):
-        return {k: meta[k] for k in keys}
-    from ..types import resolve_targets
-
-    probs = model.predict(x).cpu()
-    pred = probs.argmax(1)
-    t = resolve_targets(target, x.shape[0], probs.shape[1], predicted=pred)
-    return {
-        "predicted": pred.tolist(),
-        "predicted_probability": probs.max(1).values.tolist(),
-        "target": t.tolist(),
-        "probability": probs.gather(1, t.view(-1, 1)).view(-1).tolist(),
-    }
-
-
 #: Overlays with region boundaries are drawn this many times larger, their boundaries one output pixel wide.
 REGION_OVERLAY_SCALE = 2.0
 
@@ -116,24 +65,6 @@ def region_overlay(rgb01: Any, amap: Any, title: str | None, labels: Any = None)
     if labels is None:
         return overlay(rgb01, amap, title=title, min_side=MIN_OVERLAY_SIDE)
     return overlay(rgb01, amap, title=title, boundaries=labels, scale=REGION_OVERLAY_SCALE, min_side=MIN_OVERLAY_SIDE)
-
-
-def segment_batch(model: Any, x: Any, regions: tuple[str, dict[str, Any]] | None) -> tuple[Any, dict[str, Any]]:
-    """``--regions``: the batch's :class:`~spixel.types.Segmentation` (once for all methods; segmenters see
-    ``model.to_rgb01(x)``) and what ``explanation.json`` records of it (segmenter, parameters with their defaults,
-    seconds for the batch); ``(None, {})`` without regions."""
-    if regions is None:
-        return None, {}
-    from ..segmentation import resolve_regions
-
-    name, params = regions
-    t0 = time.perf_counter()
-    try:  # a segmenter that clusters the model's activations (nas) gets --model
-        seg = resolve_regions(name, model.to_rgb01(x), params, model=model)
-        assert seg is not None
-    except SpixelError as err:
-        raise BadParameterError(f"--regions {name}: {one_line(err)}") from None
-    return seg, {"segmenter": name, "params": seg.meta.get("params", params), "seconds": time.perf_counter() - t0}
 
 
 def class_info(model: Any, k: int, prob: float) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.items import Box, Item, choose_target
-from ..errors import SpixelError
+from ..errors import BadParameterError, SpixelError
 from ..models.adapter import ModelAdapter
 from ..types import Explanation, Segmentation
 from .config import Experiment, MethodSpec, MetricSpec
@@ -563,3 +563,74 @@ class BatchStep:
             except Exception as e:
                 errors[i] = f"{what}: {one_line(e)}"
         return out
+
+
+# ------------------------------------------------------------------------------------------- plain batch helpers
+# (``spixel explain`` and ``spixel demo`` write per-image files, not a store: they explain with these)
+def run_methods(
+    model: Any,
+    x: Any,
+    entries: Sequence[Any],
+    per: dict[str, dict[str, Any]],
+    target: Any,
+    seed: int,
+    regions: Any = None,
+    channels: dict[str, str] | None = None,
+) -> dict[str, tuple[Any, float]]:
+    """Every method on the batch ``x``: ``{name: (Explanation, wall seconds for the batch)}``. ``regions`` (a
+    ``Segmentation`` of the batch) goes to every method; ``channels`` to the methods named in it (the grouped
+    ones, see :func:`spixel.cli.explain.region_roles`)."""
+    from ..api import explain
+
+    out = {}
+    for e in entries:
+        kw: dict[str, Any] = {}
+        if regions is not None:
+            kw["regions"] = regions
+            if channels and e.name in channels:
+                kw["channels"] = channels[e.name]
+        t0 = time.perf_counter()
+        try:
+            ex = explain(model, x, e.name, target, seed=seed, **kw, **per[e.name])
+        except SpixelError as err:
+            raise BadParameterError(f"{e.name}: {one_line(err)}") from None
+        out[e.name] = (ex, time.perf_counter() - t0)
+    return out
+
+
+def batch_classes(model: Any, x: Any, results: dict[str, tuple[Any, float]], target: Any) -> dict[str, list]:
+    """Predicted / explained class and probability per image: from the explanations' ``meta`` (every method
+    saw the same forward pass), or from one extra forward when a method does not record them."""
+    keys = ("predicted", "predicted_probability", "target", "probability")
+    meta = next(iter(results.values()))[0].meta
+    if all(isinstance(meta.get(k), list) and len(meta[k]) == x.shape[0] for k in keys):
+        return {k: meta[k] for k in keys}
+    from ..types import resolve_targets
+
+    probs = model.predict(x).cpu()
+    pred = probs.argmax(1)
+    t = resolve_targets(target, x.shape[0], probs.shape[1], predicted=pred)
+    return {
+        "predicted": pred.tolist(),
+        "predicted_probability": probs.max(1).values.tolist(),
+        "target": t.tolist(),
+        "probability": probs.gather(1, t.view(-1, 1)).view(-1).tolist(),
+    }
+
+
+def segment_batch(model: Any, x: Any, regions: tuple[str, dict[str, Any]] | None) -> tuple[Any, dict[str, Any]]:
+    """``--regions``: the batch's :class:`~spixel.types.Segmentation` (once for all methods; segmenters see
+    ``model.to_rgb01(x)``) and what ``explanation.json`` records of it (segmenter, parameters with their defaults,
+    seconds for the batch); ``(None, {})`` without regions."""
+    if regions is None:
+        return None, {}
+    from ..segmentation import resolve_regions
+
+    name, params = regions
+    t0 = time.perf_counter()
+    try:  # a segmenter that clusters the model's activations (nas) gets --model
+        seg = resolve_regions(name, model.to_rgb01(x), params, model=model)
+        assert seg is not None
+    except SpixelError as err:
+        raise BadParameterError(f"--regions {name}: {one_line(err)}") from None
+    return seg, {"segmenter": name, "params": seg.meta.get("params", params), "seconds": time.perf_counter() - t0}
