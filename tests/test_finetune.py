@@ -156,3 +156,20 @@ def test_cli_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert len(err) == 1 and "--weights" in err[0]
     assert cli.main(["train", "one", "--out", str(tmp_path), "--arch", "timm:resnet18"]) == 2
     assert "resnet or vgg" in capsys.readouterr().err
+
+
+def test_gad_supports_on_the_finetuning_data(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    finetune(str(BASE), str(folder), tmp_path / "ft", epochs=1, batch_size=32, lr=0.01, progress=False)
+    base = tmp_path / "ft" / "model.pt"
+    argv = ["train", "gad", "--base", str(base), "--data", str(folder), "--out", str(tmp_path / "gad"),
+            "--pair", "0,2", "--alphas", "0,4", "--epochs", "1", "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 0
+    sups = sorted((tmp_path / "gad").glob("*.pt"))
+    assert [p.name for p in sups] == [
+        "tiny_vgg32-finetuned-gad-0-2-alpha0.pt",
+        "tiny_vgg32-finetuned-gad-0-2-alpha4.pt",
+    ]
+    s = load_checkpoint(sups[1])
+    assert s.labels == sorted(CLASSES) and s.module.checkpoint["recipe"]["name"] == "gad"
+    assert cli.main(["train", "gad", "--data", str(folder), "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+    assert "--base" in capsys.readouterr().err

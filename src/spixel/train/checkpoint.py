@@ -47,6 +47,18 @@ def _plain(v: Any, where: str = "config") -> Any:
 def checkpoint_config(model: ModelAdapter, **extra: Any) -> dict[str, Any]:
     """The config of ``model`` (a net from :mod:`spixel.train`) merged with ``extra`` (recipe, data, accuracy …)."""
     net_cfg = getattr(model.module, "config", None)
+    ck = getattr(model.module, "checkpoint", None)
+    if (not isinstance(net_cfg, dict) or "arch" not in net_cfg) and isinstance(ck, dict) and ":" in str(ck.get("arch")):
+        net_cfg = {k: ck[k] for k in ("arch", "build", "num_classes")}
+    if isinstance(net_cfg, dict) and ":" in str(net_cfg.get("arch")):
+        # a fine-tuned torchvision / timm model (spixel.train.finetune), e.g. a GAD support trained from one
+        net_cfg = {
+            **net_cfg,
+            "resize": model.resize,
+            "interpolation": model.interpolation,
+            "nas_layers": model.nas_layers,
+            "multilabel": model.multilabel,
+        }
     if not isinstance(net_cfg, dict) or "arch" not in net_cfg:
         raise SpixelError(f"{model.name} is not a spixel.train net (its module has no config); save its state_dict")
     info = dict(getattr(model.module, "train_info", {}) or {})

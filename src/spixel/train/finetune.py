@@ -5,7 +5,8 @@
 a new head for the dataset's classes (the old head is kept when the classes are its own, in order), and trains
 every layer with the papers' defaults: SGD (momentum 0.9, weight decay 1e-4) or Adam, lr 1e-3, constant schedule
 (``"cosine"`` anneals to 0), 50 epochs, batch 32, augmentation = the architecture's resize of the shorter side,
-a *random* crop of the input size and a horizontal flip (evaluation: the centre crop). Nothing is downloaded.
+a *random* crop of the input size and a horizontal flip (evaluation: the centre crop); a last batch of one image
+is skipped (BatchNorm cannot train on it). Nothing is downloaded.
 
 **Data**: any ``--data`` form (:func:`spixel.data.open_dataset`). An ImageFolder (``folder:DIR`` or a bare
 ``DIR``: one sub-folder per class) gives the classes from the sub-folder names, sorted; other forms give the
@@ -467,7 +468,7 @@ def finetune(
         run_loss, seen = 0.0, 0
         for x, y, bad in loader:
             skipped += bad if ep == start_epoch else 0
-            if not len(y):
+            if not len(y) or (len(y) == 1 and steps > 1):  # BatchNorm cannot train on one image at 1×1
                 continue
             logits = module(_normalise(x.to(dev), pre))
             if not isinstance(logits, Tensor):  # Inception-V3 / GoogLeNet in train mode: (logits, aux …)
@@ -538,3 +539,50 @@ def finetune(
     module.train_info = fit_info  # type: ignore[assignment]
     module.checkpoint = _plain(cfg)  # type: ignore[assignment]
     return Finetuned(path, final, start_acc, model, history, start_epoch, skipped)
+
+
+# ---------------------------------------------------------------------------------------------------- recipes' data
+class ItemArrays:
+    """Items of a labelled ``--data`` dataset held as uint8 ``(N, S, S, 3)`` centre crops at a model's input size,
+    with ``arrays()`` and ``classes`` (what the in-memory recipes take: GAD supports on the user's data). Class
+    indices are the model's (its labels are the dataset's classes, as after :func:`finetune`); failed items are
+    dropped."""
+
+    def __init__(self, ds: Any, indices: Sequence[int], labels: Sequence[int], model: ModelAdapter, spec: str) -> None:
+        crops, keep = [], []
+        for i, k in zip(indices, labels, strict=True):
+            item = ds[i]
+            if item.ok and item.image is not None:
+                crops.append(model.crop(item.image))
+                keep.append(int(k))
+        s = model.input_size
+        self.images = np.stack(crops) if crops else np.zeros((0, s, s, 3), np.uint8)
+        self.labels = np.asarray(keep, dtype=np.int64)
+        self.classes = list(model.labels or [])
+        self.spec = spec
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def arrays(self, idx: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        if idx is None:
+            return self.images, self.labels
+        return self.images[idx], self.labels[idx]
+
+
+def item_arrays(
+    data: str, model: ModelAdapter, *, test: str | None = None, holdout: float = 0.2, seed: int = 0
+) -> tuple[ItemArrays, ItemArrays]:
+    """``(train, test)`` :class:`ItemArrays` of ``data`` for ``model`` (whose labels name the dataset's classes):
+    ``test`` when given, else a stratified ``holdout`` split seeded by ``seed``."""
+    if not model.labels:
+        raise SpixelError(f"{model.name} has no class names to match --data's classes; fine-tune it first")
+    ds, idx, lab, _ = open_labelled(data, model.labels, classes=model.labels)
+    if not idx:
+        raise SpixelError(f"--data {data}: no item of the classes of {model.name} ({', '.join(model.labels[:5])} …)")
+    if test is not None:
+        tds, tidx, tlab, _ = open_labelled(test, model.labels, classes=model.labels)
+        return ItemArrays(ds, idx, lab, model, data), ItemArrays(tds, tidx, tlab, model, test)
+    tr, te = split_holdout(lab, holdout, seed)
+    pick = lambda pos: ([idx[p] for p in pos], [lab[p] for p in pos])  # noqa: E731
+    return ItemArrays(ds, *pick(tr), model, data), ItemArrays(ds, *pick(te), model, f"{data} (held out)")

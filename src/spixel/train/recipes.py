@@ -460,6 +460,9 @@ def fit_gad_support(
     bar.close()
     net.eval()
     cfg = dict(getattr(model.module, "config", {}) or {})
+    ck = getattr(model.module, "checkpoint", None)
+    if not cfg and isinstance(ck, dict) and ":" in str(ck.get("arch")):  # a fine-tuned torchvision / timm base
+        cfg = {k: ck[k] for k in ("arch", "build", "num_classes")}
     net.config = cfg  # type: ignore[assignment]
     net.train_info = {  # type: ignore[assignment]
         "epochs": epochs,
