@@ -55,3 +55,6 @@ __all__ += ["contrastive_eb"]
 from .relevance_cam import relevance_cam  # noqa: E402
 
 __all__ += ["relevance_cam"]
+from .rap import rap  # noqa: E402
+
+__all__ += ["rap"]

@@ -21,19 +21,20 @@ addition of an unknown block), raises :class:`~spixel.errors.BadParameterError` 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..errors import BadParameterError
 from ..models.adapter import ModelAdapter
 from ..types import Explanation, TargetLike, resolve_targets
 from ._core import check_float, check_int, explainer, finish
-from .propagation import COMPOSITES, Composite, Flat, Propagator, make_composite
+from .propagation import COMPOSITES, Composite, Flat, Propagator, Rule, make_composite
 
 #: a function of (logits (n, K), targets (n,)) giving the start relevances of one or more propagations
 Starts = Callable[[Tensor, Tensor], list[Tensor]]
@@ -93,14 +94,18 @@ def propagate(
     starts: Starts,
     batch_size: int,
     canonize: bool = True,
+    overrides: dict[nn.Module, Rule] | None = None,
 ) -> tuple[Tensor, Tensor, list[Tensor]]:
-    """``(logits, targets, [R_k])``: per chunk one forward pass, then one backward pass per start relevance."""
+    """``(logits, targets, [R_k])``: per chunk one forward pass, then one backward pass per start relevance.
+    ``overrides``: rules for particular modules instead of the composite's."""
     check_int("batch_size", batch_size)
     n = x.shape[0]
     outs: list[list[Tensor]] = []
     all_logits: list[Tensor] = []
     t: Tensor | None = None
-    with Propagator(model.module, composite, canonize=bool(canonize)) as p:
+    with Propagator(model.module, composite, canonize=bool(canonize)) as p, contextlib.ExitStack() as stack:
+        for m, rule in (overrides or {}).items():
+            stack.enter_context(p.override(m, rule))
         for s in range(0, n, batch_size):
             logits, xl, _ = p.forward(x[s : s + batch_size])
             if logits.ndim != 2:
