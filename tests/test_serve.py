@@ -106,7 +106,7 @@ def by_key(at: AppTest, kind: str, key: str):
 
 FRAMES = {
     "top5": lambda d: "label" in d.columns,
-    "scores": lambda d: "seconds" in d.columns,
+    "scores": lambda d: "time" in d.columns,
     "ssim": lambda d: d.shape[0] == d.shape[1] and list(d.index) == list(d.columns),
     "summary": lambda d: d.index.name == "method" and d.map(lambda v: "±" in str(v)).any().any(),
     "item_scores": lambda d: d.index.name == "method" and not d.map(lambda v: "±" in str(v)).any().any(),
@@ -187,7 +187,7 @@ def test_explore_page_widgets_and_results_follow_the_settings(monkeypatch, ckpt)
     assert len(by_key(at, "selectbox", "target").options) == 5
     scores = frame(at, "scores")
     assert list(scores["method"]) == ["saliency", "integrated_gradients", "gradcam"]
-    assert {"deletion AUC ↓", "insertion AUC ↑"} <= set(scores.columns)
+    assert {"deletion ↓", "insertion ↑"} <= set(scores.columns)
     assert len(at.image) >= 4  # the crop and three overlays
     assert frame(at, "ssim").shape == (3, 3)
 
@@ -206,7 +206,7 @@ def test_explore_page_widgets_and_results_follow_the_settings(monkeypatch, ckpt)
     ok(at.run())
     second = frame(at, "scores")
     assert int(second["regions"].max()) < int(first["regions"].min())
-    assert not np.allclose(first["deletion AUC ↓"], second["deletion AUC ↓"])
+    assert not np.allclose(first["deletion ↓"], second["deletion ↓"])
 
     # a method parameter is a widget too
     by_key(at, "multiselect", "methods").set_value(["integrated_gradients", "smoothgrad"])
@@ -215,10 +215,10 @@ def test_explore_page_widgets_and_results_follow_the_settings(monkeypatch, ckpt)
     assert by_key(at, "number_input", "m:integrated_gradients:n_steps").value == 16  # the demo's lighter default
     samples = by_key(at, "number_input", "m:smoothgrad:n_samples")
     assert samples.value == 16
-    a = frame(at, "scores")["deletion AUC ↓"].iloc[1]
+    a = frame(at, "scores")["deletion ↓"].iloc[1]
     samples.set_value(2)
     ok(at.run())
-    assert frame(at, "scores")["deletion AUC ↓"].iloc[1] != a
+    assert frame(at, "scores")["deletion ↓"].iloc[1] != a
 
 
 def test_explore_unchanged_settings_are_not_recomputed(monkeypatch, ckpt):

@@ -108,6 +108,10 @@ def render() -> None:
         f"{run.done} done, {run.failed} failed · config {run.config_hash} · started {run.started}"
         + (f", finished {run.finished}" if run.finished else "")
     )
+    proto = run.config.get("protocol") or {}
+    if proto:
+        where = ", ".join(str(proto[k]) for k in ("paper", "table") if proto.get(k))
+        st.info(f"protocol **{proto.get('name', run.name)}**" + (f" — {where}" if where else ""))
     rows = _scores(path, run.run_id, mtime)
     failures = _failures(path, run.run_id, mtime)
     if rows:
@@ -207,7 +211,7 @@ def _detail(path: str, cache: str, run: Any, item: str, mtime: float) -> None:
             st.dataframe(piv.style.format("{:.4f}", na_rep="n/a"), key="item_scores")
         curves = compute.store_curves(rows, axes)
         if curves:
-            st.pyplot(compute.curves_figure(curves, title_suffix=f" — {item}"), clear_figure=False)
+            st.pyplot(compute.curves_figure(curves, title_suffix=f" — {item}", panel=(3.6, 2.7)), clear_figure=False)
     if prepared is None or target is None:
         return
     _item_maps(model_key, exp, run, prepared, item, target, cache)

@@ -8,6 +8,7 @@ raises a :class:`~spixel.errors.SpixelError` whose one-line message the page sho
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -137,11 +138,7 @@ def top_k(model: ModelAdapter, crop: np.ndarray, k: int = 5) -> list[tuple[int, 
 # ------------------------------------------------------------------------------------------------- parameters
 def editable_params(defaults: dict[str, Any]) -> dict[str, Any]:
     """The parameters a page offers as widgets: scalars (bool, int, float, str), memory knobs and objects left out."""
-    return {
-        k: v
-        for k, v in defaults.items()
-        if k not in HIDDEN_PARAMS and isinstance(v, (bool, int, float, str)) and not isinstance(v, type(None))
-    }
+    return {k: v for k, v in defaults.items() if k not in HIDDEN_PARAMS and isinstance(v, (bool, int, float, str))}
 
 
 def method_defaults(name: str) -> dict[str, Any]:
@@ -299,30 +296,42 @@ def render(
     )
 
 
-def curves_figure(curves: dict[str, dict[str, Curve]], *, title_suffix: str = "") -> Any:
-    """One row of panels, one per metric, one line per method, its AUC in the legend (matplotlib Figure API)."""
+def curves_figure(
+    curves: dict[str, dict[str, Curve]], *, title_suffix: str = "", panel: tuple[float, float] = (5.0, 3.0)
+) -> Any:
+    """One row of panels (``panel``: inches each), one per metric, one line per method (a colour per method, named
+    in one legend below the panels; each panel's own legend gives the AUCs), matplotlib Figure API."""
     from matplotlib.figure import Figure
 
     from ..registry import METRICS
 
     metrics = list(dict.fromkeys(k for c in curves.values() for k in c))
-    fig = Figure(figsize=(5.0 * max(1, len(metrics)), 3.0), dpi=120)
+    methods = list(curves)
+    colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    ncol = min(len(methods), 4 if panel[0] * len(metrics) >= 9 else 2)
+    legend_h = 0.22 * math.ceil(len(methods) / max(ncol, 1)) + 0.1
+    fig = Figure(figsize=(panel[0] * max(1, len(metrics)), panel[1] + legend_h), dpi=120)
     axes = fig.subplots(1, max(1, len(metrics)), squeeze=False)[0]
     for ax, name in zip(axes, metrics, strict=False):
-        for method, cs in curves.items():
-            c = cs.get(name)
+        for method in methods:
+            c = curves[method].get(name)
             if c is None or not c.y:
                 continue
-            ax.plot(c.x[: len(c.y)], c.y, lw=1.6, label=f"{method} (AUC {c.score:.3f})")
+            ax.plot(c.x[: len(c.y)], c.y, lw=1.6, color=colours[method], label=f"AUC {c.score:.3f}")
         hib = METRICS.get(name).info.get("higher_is_better") if name in METRICS else None
-        better = "" if hib is None else (" — higher is better" if hib else " — lower is better")
-        ax.set_title(f"{name}{better}{title_suffix}", fontsize=10)
+        better = "" if hib is None else (" (higher is better)" if hib else " (lower is better)")
+        ax.set_title(f"{name}{better}{title_suffix}", fontsize=9.5)
         ax.set_xlabel("fraction of pixels inserted" if name.startswith("insertion") else "fraction of pixels removed")
-        ax.set_ylabel("probability of the explained class")
+        ax.set_ylabel("probability of the class")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, frameon=False)
-    fig.tight_layout()
+        ax.tick_params(labelsize=8)
+        ax.legend(fontsize=7.5, frameon=False, handlelength=1.2)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colours[m], lw=2) for m in methods]
+    fig.legend(handles, methods, loc="lower center", ncol=max(ncol, 1), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, legend_h / (panel[1] + legend_h), 1, 1))
     return fig
 
 
@@ -440,7 +449,10 @@ def experiment_of(run: Any) -> Any:
         if m.get("label") and m["label"] != m["name"]:  # stores whose metrics carry labels
             d["label"] = m["label"]
         metrics.append(d)
-    return from_dict({"experiment": head, "method": methods, "metric": metrics}, f"run {run.run_id}")
+    d: dict[str, Any] = {"experiment": head, "method": methods, "metric": metrics}
+    if c.get("protocol"):
+        d["protocol"] = c["protocol"]
+    return from_dict(d, f"run {run.run_id}")
 
 
 def item_crop(model: ModelAdapter, dataset_spec: str, item_id: str) -> Any:

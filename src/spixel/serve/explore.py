@@ -273,35 +273,40 @@ def render() -> None:
             "regions": [maps[m].num_regions for m in names],
             **(
                 {
-                    "deletion AUC ↓": [curves[m]["deletion"].score for m in names],
-                    "insertion AUC ↑": [curves[m]["insertion"].score for m in names],
+                    "deletion ↓": [curves[m]["deletion"].score for m in names],
+                    "insertion ↑": [curves[m]["insertion"].score for m in names],
                 }
                 if curves and all(m in curves for m in names)
                 else {}
             ),
-            "seconds": [maps[m].seconds for m in names],
+            "time": [maps[m].seconds for m in names],
         }
     )
     if curves:
         st.markdown(
-            "**Deletion and insertion curves** (the explained class's probability as pixels go, most relevant first)"
+            "**Deletion and insertion curves** (the class's probability as its most relevant pixels go or come)"
         )
         st.pyplot(compute.curves_figure(curves), clear_figure=False)
-    c1, c2 = st.columns(2, gap="large")
+    c1, c2 = st.columns([5, 4], gap="large")
     with c1:
         st.markdown("**Scores**")
         st.dataframe(
             table,
             hide_index=True,
             column_config={
-                "seconds": st.column_config.NumberColumn(format="%.2f s"),
-                "deletion AUC ↓": st.column_config.NumberColumn(format="%.4f"),
-                "insertion AUC ↑": st.column_config.NumberColumn(format="%.4f"),
+                "regions": st.column_config.NumberColumn(width="small"),
+                "time": st.column_config.NumberColumn(format="%.1f s", width="small", help="seconds to explain"),
+                "deletion ↓": st.column_config.NumberColumn(format="%.4f"),
+                "insertion ↑": st.column_config.NumberColumn(format="%.4f"),
             },
             key="scores",
         )
     with c2:
         if len(maps) > 1:
-            st.markdown("**SSIM between the maps** (PAIR protocol B; 1: the same structure)")
+            st.markdown("**SSIM between the maps** (PAIR's protocol B)")
             sim = _ssim({m: maps[m].attribution for m in names})
-            st.dataframe(sim.style.format("{:.3f}").background_gradient(cmap="Greens", vmin=0, vmax=1), key="ssim")
+            st.dataframe(
+                sim.style.format("{:.3f}").background_gradient(cmap="Greens", vmin=0, vmax=1),
+                column_config={m: st.column_config.NumberColumn(width="small") for m in names},
+                key="ssim",
+            )
