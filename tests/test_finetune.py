@@ -158,7 +158,7 @@ def test_cli_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert "resnet or vgg" in capsys.readouterr().err
 
 
-def test_gad_supports_on_the_finetuning_data(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_gad_and_roar_on_the_finetuning_data(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     finetune(str(BASE), str(folder), tmp_path / "ft", epochs=1, batch_size=32, lr=0.01, progress=False)
     base = tmp_path / "ft" / "model.pt"
     argv = ["train", "gad", "--base", str(base), "--data", str(folder), "--out", str(tmp_path / "gad"),
@@ -173,3 +173,9 @@ def test_gad_supports_on_the_finetuning_data(folder: Path, tmp_path: Path, capsy
     assert s.labels == sorted(CLASSES) and s.module.checkpoint["recipe"]["name"] == "gad"
     assert cli.main(["train", "gad", "--data", str(folder), "--out", str(tmp_path / "x"), "--no-progress"]) == 2
     assert "--base" in capsys.readouterr().err
+    # ROAR on the same data retrains the base's (small) architecture
+    argv = ["train", "roar", "--base", str(base), "--data", str(folder), "--out", str(tmp_path / "roar"),
+            "--levels", "0.5", "--epochs", "1", "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 0
+    r = load_checkpoint(tmp_path / "roar" / "vgg-roar-saliency-50.pt")
+    assert r.labels == sorted(CLASSES) and r.module.checkpoint["data"]["roar"]["level"] == 0.5

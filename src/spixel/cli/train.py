@@ -25,10 +25,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.recipe == "finetune":
         return _finetune(args)
     for opt in ("weights", "data", "test", "input_size"):
-        if getattr(args, opt) is not None and not (args.recipe == "gad" and opt in ("data", "test")):
-            raise BadParameterError(f"--{opt.replace('_', '-')} applies to finetune only (--data, --test: and gad)")
-    if args.recipe == "gad" and args.data is not None and args.base is None:
-        raise BadParameterError("gad --data: give --base, the model fine-tuned on that data (spixel train finetune)")
+        if getattr(args, opt) is not None and not (args.recipe in ("gad", "roar") and opt in ("data", "test")):
+            raise BadParameterError(f"--{opt.replace('_', '-')} applies to finetune only (--data, --test: gad, roar)")
+    if args.recipe in ("gad", "roar") and args.data is not None and args.base is None:
+        raise BadParameterError(
+            f"{args.recipe} --data: give --base, the model fine-tuned on that data (spixel train finetune)"
+        )
     if args.arch not in (None, "resnet", "vgg"):
         raise BadParameterError(f"--arch {args.arch!r}: the synthetic recipes train resnet or vgg")
     levels = parse_floats(args.levels, "--levels")
@@ -84,7 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             METHODS.get(args.method)  # an unknown name fails here, before any work
         if args.base is not None:
             base = load_checkpoint(args.base)
-            if args.data is not None:  # gad on the user's dataset (the base's classes), not the synthetic one
+            if args.data is not None:  # gad / roar on the user's dataset (the base's classes), not the synthetic one
                 from ..train.finetune import item_arrays
 
                 train, test = item_arrays(args.data, base, test=args.test, holdout=args.holdout, seed=args.seed)

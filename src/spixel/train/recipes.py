@@ -285,6 +285,11 @@ def _roar_recipe(base: ModelAdapter, fit_params: dict[str, Any]) -> dict[str, An
     info0 = getattr(base.module, "train_info", None) or {}
     recipe = {k: v for k, v in info0.items() if k in _RECIPE_KEYS}
     cfg = getattr(base.module, "config", {}) or {}
+    if "arch" not in cfg:  # a torchvision / timm model: retraining it from scratch is not a recipe here
+        raise BadParameterError(
+            f"ROAR retrains the base's architecture from scratch, which spixel does for its own nets only (resnet, "
+            f"vgg); {base.name} is not one"
+        )
     recipe.update({k: cfg[k] for k in ("arch", "widths", "blocks", "pool") if k in cfg})
     recipe.update(_fit_kwargs(fit_params))
     return recipe
