@@ -392,6 +392,9 @@ def test_spixel_serve_starts_answers_and_renders(tmp_path, ckpt, run_store):
             a = np.asarray(Image.open(out).convert("RGB")).astype(float)
             assert a.shape[:2] == (1000, 1400)
             assert a.std() > 20, f"the screenshot of /{page} is blank"
+            text = out.with_suffix(".txt").read_text()
+            assert "--- error" not in text, text
+            assert ("Explaining" if not page else "Methods × metrics") in text, text[:500]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

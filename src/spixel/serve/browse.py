@@ -126,6 +126,15 @@ def render() -> None:
     _failed(failures)
 
 
+def _pick_row() -> None:
+    """A click on a row of the items table selects that item."""
+    event = st.session_state.get("items")
+    rows = list(event["selection"]["rows"]) if event else []
+    order = st.session_state.get("_item_order", [])
+    if rows and 0 <= rows[0] < len(order):
+        st.session_state["item"] = order[rows[0]]
+
+
 def _items(path: str, cache: str, run: Any, rows: list[tuple], mtime: float, directions: dict[str, bool]) -> None:
     st.subheader("Items")
     wide = compute.item_table(rows)
@@ -149,15 +158,20 @@ def _items(path: str, cache: str, run: Any, rows: list[tuple], mtime: float, dir
         view = view[view.index.str.contains(text.strip(), regex=False)]
     view = view.sort_values(by, ascending=ascending, na_position="last")
     st.caption(f"{len(view)} of {len(wide)} item(s)")
+    st.session_state["_item_order"] = list(view.index)
     st.dataframe(
         view,
         height=min(38 + 35 * len(view), 320),
         key="items",
         column_config={c: st.column_config.NumberColumn(format="%.4f") for c in cols},
+        on_select=_pick_row,
+        selection_mode="single-row",
     )
     if view.empty:
         return
-    item = st.selectbox("Item", list(view.index), key="item")
+    if st.session_state.get("item") not in st.session_state["_item_order"]:
+        st.session_state.pop("item", None)  # filtered away: the first item of the new view
+    item = st.selectbox("Item (or click a row above)", list(view.index), key="item")
     _detail(path, cache, run, item, mtime)
 
 

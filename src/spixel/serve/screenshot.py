@@ -46,6 +46,15 @@ _READY = """(() => {
 })()"""
 
 
+#: The page's text, then the text of every error box and exception on it (each after a line ``--- error``).
+_TEXT = """(() => {
+  const main = document.querySelector('[data-testid="stApp"]');
+  const errs = Array.from(document.querySelectorAll(
+      '[data-testid="stException"], [data-testid="stAlertContentError"]')).map(e => '--- error\\n' + e.innerText);
+  return [main ? main.innerText : '', ...errs].join('\\n');
+})()"""
+
+
 def chromium() -> str | None:
     """The Chromium executable, or ``None``."""
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -93,6 +102,8 @@ async def _drive(ws: object, url: str, out: Path, width: int, height: int, timeo
     shot = await call("Page.captureScreenshot", format="png", captureBeyondViewport=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(base64.b64decode(shot["data"]))
+    r = await call("Runtime.evaluate", expression=_TEXT, returnByValue=True)
+    out.with_suffix(".txt").write_text(str(r.get("result", {}).get("value", "")))
 
 
 def screenshot(
@@ -104,8 +115,9 @@ def screenshot(
     timeout: float = 120.0,
     settle: float = 1.5,
 ) -> Path:
-    """A ``width × height`` PNG of ``url`` once the explorer has rendered it; raises ``TimeoutError`` after
-    ``timeout`` seconds and ``FileNotFoundError`` without Chromium."""
+    """A ``width × height`` PNG of ``url`` once the explorer has rendered it, and the page's text beside it
+    (``OUT.txt``; each error box or exception after a line ``--- error``); raises ``TimeoutError`` after ``timeout``
+    seconds and ``FileNotFoundError`` without Chromium."""
     exe = chromium()
     if exe is None:
         raise FileNotFoundError("chromium is not installed (apt-get install chromium)")
