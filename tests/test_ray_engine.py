@@ -260,6 +260,16 @@ def test_cli_ray_resumes_after_sigkill_of_the_driver(cluster, setup, tmp_path, c
     assert main(["runs", str(store)]) == 0 and "ray×2" in capsys.readouterr().out
 
 
+def test_an_address_where_nothing_listens_fails_at_once():
+    from spixel.experiments.engines.ray import RayEngineError, _check_reachable
+
+    t0 = time.perf_counter()
+    with pytest.raises(RayEngineError, match="nothing answers there"):
+        _check_reachable("127.0.0.1:1")
+    assert time.perf_counter() - t0 < 5
+    _check_reachable("auto")  # left to Ray
+
+
 def test_cli_without_ray_says_how_to_install(setup, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails, as where it is not installed
     argv = ["run", str(setup["toml"]), "--data", setup["data"], "--store", str(tmp_path / "s.db"), "--engine", "ray"]

@@ -182,6 +182,20 @@ def _quiet_ray_data() -> None:
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # "progress bars disabled", execution plans …
 
 
+def _check_reachable(address: str) -> None:
+    """A ``HOST:PORT`` where nothing listens fails here, at once (Ray itself retries for minutes)."""
+    host, colon, port = address.rpartition(":")
+    if address in ("auto", "local") or "://" in address or not colon or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as e:
+        raise RayEngineError(
+            f"cannot join the Ray cluster at {address}: nothing answers there ({e.strerror or e}); start one with "
+            "'ray start --head' on that machine and give --address HEAD_IP:6379"
+        ) from None
+
+
 def connect(address: str | None, num_cpus: int | None = None) -> bool:
     """Join the cluster at ``address`` (``"auto"``: the one ``ray start`` runs on this machine), or start a
     local Ray instance (bound to this machine) when ``address`` is ``None``; ``True`` when this call started or
@@ -189,6 +203,8 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
     ray = import_ray()
     if ray.is_initialized():
         return False
+    if address is not None:
+        _check_reachable(address)
     kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     try:
         if address is None:
@@ -265,6 +281,8 @@ def run_ray(
     if gpus_per_worker < 0:
         raise BadParameterError(f"gpus_per_worker must be >= 0, got {gpus_per_worker}")
     ray = import_ray()
+    if address is not None and not ray.is_initialized():
+        _check_reachable(address)  # before loading anything
     t0 = time.perf_counter()
     # the driver needs the model only for its labels (to open the dataset) and class count: load it on the CPU
     adapter = model if model is not None else resolve_model(exp, None, "cpu")
