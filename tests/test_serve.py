@@ -166,8 +166,13 @@ def test_uploads_are_size_limited_and_decoded_as_images_only():
         compute.image_from_path("/no/such/image.png")
 
 
-def test_cli_serve_checks_its_arguments_before_starting(tmp_path, capsys):
+def test_cli_serve_checks_its_arguments_before_starting(tmp_path, capsys, monkeypatch):
     from spixel.cli import main
+
+    monkeypatch.setitem(sys.modules, "streamlit", None)  # not installed
+    assert main(["serve"]) == 2
+    assert "pip install 'spixel[serve]'" in capsys.readouterr().err
+    monkeypatch.undo()
 
     assert main(["serve", "--store", str(tmp_path / "missing.db")]) == 2
     assert "no such store" in capsys.readouterr().err
@@ -190,6 +195,12 @@ def test_explore_page_widgets_and_results_follow_the_settings(monkeypatch, ckpt)
     assert {"deletion ↓", "insertion ↑"} <= set(scores.columns)
     assert len(at.image) >= 4  # the crop and three overlays
     assert frame(at, "ssim").shape == (3, 3)
+
+    # another photo: its own top-5 and a class among them
+    by_key(at, "selectbox", "sample").set_value("coffee")
+    ok(at.run())
+    target = by_key(at, "selectbox", "target")
+    assert target.value in [int(o.split(" · ")[0]) for o in target.options] and not at.error
 
     # another method set: another table
     by_key(at, "multiselect", "methods").set_value(["saliency", "input_x_gradient"])

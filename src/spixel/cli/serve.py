@@ -50,7 +50,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"spixel: the explorer is at http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
     proc = subprocess.Popen(cmd, env=env)
     try:
-        return proc.wait()
+        code = proc.wait()
+        if code not in (0, -signal.SIGINT, -signal.SIGTERM):
+            raise SpixelError(f"the explorer stopped (exit {code}); is port {args.port} free? try --port N")
+        return 0
     except KeyboardInterrupt:
         proc.send_signal(signal.SIGINT)
         try:
