@@ -540,7 +540,7 @@ def add_gallery(
 
 # ------------------------------------------------------------------------------------------------- formatting
 def _num(v: float) -> str:
-    """A number for a table: 4 significant digits for |v| in [0.1, 10⁴), 4 decimals below, else ``.3g``."""
+    """A number for a table: 4 significant digits in [1, 10⁴), 3 decimals in [0.01, 1), 4 below, else ``.3g``."""
     if v is None or not math.isfinite(v):
         return "—"
     a = abs(v)
@@ -548,9 +548,9 @@ def _num(v: float) -> str:
         return "0"
     if 1 <= a < 1e4:
         return f"{v:.{3 - math.floor(math.log10(a))}f}"
-    if 0.1 <= a < 1:
+    if 0.01 <= a < 1:
         return f"{v:.3f}"
-    if 1e-4 <= a < 0.1:
+    if 1e-4 <= a < 0.01:
         return f"{v:.4f}"
     return f"{v:.3g}"
 
@@ -806,6 +806,11 @@ def _table_html(rep: RunReport) -> list[str]:
     return out
 
 
+def _tally(claims: Sequence[Claim]) -> str:
+    n = {v: sum(c.verdict == v for c in claims) for v in (HOLDS, FAILS, INCONCLUSIVE)}
+    return f"{n[HOLDS]} hold, {n[FAILS]} do not hold, {n[INCONCLUSIVE]} inconclusive"
+
+
 def _verdict_class(v: str) -> str:
     return {HOLDS: "holds", FAILS: "fails"}.get(v, "inconclusive")
 
@@ -821,7 +826,9 @@ def _run_html(rep: RunReport, idx: int) -> str:
         '<div class="chips">'
         f"<span>model <b>{_e(r.model)}</b></span><span>data <b>{_e(r.dataset)}</b></span>"
         f"<span>{r.done} done · {r.failed} failed</span><span>seed {_e(r.config.get('seed', '?'))}</span>"
-        f"<span>status {_e(r.status)}</span></div>"
+        f"<span>status {_e(r.status)}</span>"
+        + (f"<span>claims: {_e(_tally(rep.claims))}</span>" if rep.claims else "")
+        + "</div>"
     )
     out.append("<h3>Results</h3>")
     if not rep.rows:
@@ -1052,7 +1059,14 @@ def render_markdown(reports: Sequence[RunReport], *, title: str) -> str:
             out += [f"> {p['note']}", ""]
         out += [f"- ⚠ {u}" for u in rep.unmatched] + ([""] if rep.unmatched else [])
         if rep.claims:
-            out += ["### Claims", "", "| claim | metric | verdict | test |", "|---|---|---|---|"]
+            out += [
+                "### Claims",
+                "",
+                f"{_tally(rep.claims)}.",
+                "",
+                "| claim | metric | verdict | test |",
+                "|---|---|---|---|",
+            ]
             out += [
                 f"| {_md_escape(c.text)} | {_md_escape(c.metric)} | **{c.verdict}** | {_md_escape(c.test)} |"
                 for c in rep.claims
