@@ -442,3 +442,14 @@ def test_lrp_comp_is_lrp_cmp(tiny, tiny_x):
     assert torch.allclose(a.raw, b.raw)
     c = spixel.explain(tiny, tiny_x, "lrp_comp", [0, 1, 2], variant="alpha2_beta1", flat_first=True)
     assert not torch.allclose(a.raw, c.raw)
+
+
+@pytest.mark.parametrize("method", ["lrp", "clrp", "rap", "contrastive_eb", "relevance_cam"])
+def test_regions_axis(tiny, tiny_x, method):
+    """Every propagation method composes with ``regions=`` (grid cells: constant per cell)."""
+    e = spixel.explain(tiny, tiny_x, method, [0, 1, 2], regions="grid", region_params={"size": 8})
+    assert e.segmentation is not None and e.attribution.shape == (3, 32, 32)
+    lab = e.segmentation.labels[0]
+    for k in lab.unique():
+        vals = e.attribution[0][lab == k]
+        assert torch.allclose(vals, vals[0].expand_as(vals))
