@@ -18,12 +18,15 @@ name                           first linear layer    other convolutions  dense l
 ``gamma`` / ``alpha_beta`` /
 ``flat``
 ``zbox``                       z^B (first conv)      ε                   ε
-``lrp_cmp``                    —                     α1β0 (= z⁺)         ε (ε = 0.1 default)
+``lrp_cmp``                    —                     αβ (``alpha``,      ε
+                                                     ``beta``)
 ``zplus_box``                  z^B (first conv)      z⁺                  z⁺
 =============================  ====================  ==================  ====================
 
-Every composite: activations, dropout and un-merged batch-norm pass relevance unchanged; sum/average pooling and
-residual sums take :class:`~.rules.Norm`; max pooling its gradient (winner takes all).
+``lrp_cmp`` is the rule layout of Kohlbrenner et al.'s LRP-CMP; the ``lrp_comp`` method fixes its parameters
+(ε = 0.1, α1β0 or α2β1). Every composite: activations, dropout and un-merged batch-norm pass relevance
+unchanged; sum/average pooling and residual sums take :class:`~.rules.Norm`; max pooling its gradient (winner
+takes all).
 """
 
 from __future__ import annotations
