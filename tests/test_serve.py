@@ -108,8 +108,8 @@ FRAMES = {
     "top5": lambda d: "label" in d.columns,
     "scores": lambda d: "time" in d.columns,
     "ssim": lambda d: d.shape[0] == d.shape[1] and list(d.index) == list(d.columns),
-    "summary": lambda d: d.index.name == "method" and d.map(lambda v: "±" in str(v)).any().any(),
-    "item_scores": lambda d: d.index.name == "method" and not d.map(lambda v: "±" in str(v)).any().any(),
+    "summary": lambda d: d.index.name == "method" and d.map(lambda v: "n=" in str(v)).any().any(),
+    "item_scores": lambda d: d.index.name == "method" and not d.map(lambda v: "n=" in str(v)).any().any(),
     "items": lambda d: d.index.name == "item",
     "failed": lambda d: list(d.columns) == ["item", "reason"],
 }
@@ -279,8 +279,22 @@ def test_browse_page_shows_the_run_table_items_maps_and_failures(monkeypatch, ru
     store, cache = run_store
     at = ok(app(BROWSE, monkeypatch, store=str(store), cache_maps=str(cache)))
     assert "serve-test" in by_key(at, "selectbox", "run").value.name
+    # the table of spixel report (bootstrap CIs, best ★ and tied ≈), cell for cell as its Markdown
+    from spixel.experiments.report import build_run, render_markdown
+
     with Store(store) as s:
         rows = s.scores(1)
+        md = render_markdown([build_run(s, s.run(1))], title="t")
+    lines = [line for line in md.splitlines() if line.startswith("| ") and "n=" in line]
+    want = [[c.strip().replace("**", "") for c in line.strip("|").split(" | ")] for line in lines]
+    table = frame(at, "summary")
+    assert list(table.columns) == ["deletion ↓", "insertion ↑"]
+    assert [[name, *cells] for name, cells in zip(table.index, table.values.tolist(), strict=True)] == want
+    assert table.map(lambda v: "★" in v).sum().tolist() == [1, 1]  # one best per column
+
+    # the table of spixel run (Student t), cell for cell
+    by_key(at, "radio", "ci").set_value("Student t (as spixel run)")
+    ok(at.run())
     metrics = ["deletion", "insertion"]
     expected = format_table(summarise(rows), metrics, directions_of(metrics))  # what spixel run prints
     table = frame(at, "summary")

@@ -41,6 +41,14 @@ def _scores(path: str, run_id: int, mtime: float) -> list[tuple]:
         return s.scores(run_id)
 
 
+@st.cache_data(show_spinner="computing the report's statistics …", max_entries=32)
+def _report(path: str, run_id: int, mtime: float) -> Any:
+    from ..experiments import Store
+
+    with Store(path) as s:
+        return compute.report_of(s, s.run(run_id))
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def _failures(path: str, run_id: int, mtime: float) -> list[tuple[str, str]]:
     from ..experiments import Store
@@ -116,10 +124,39 @@ def render() -> None:
     failures = _failures(path, run.run_id, mtime)
     if rows:
         dirs = compute.directions(run, sorted({r[3] for r in rows}))
-        table, _ = compute.summary_table(rows, dirs)
         st.subheader("Methods × metrics")
-        st.caption("mean ± half-width of the 95 % confidence interval (Student t over items), n items; ↑/↓: better")
-        st.dataframe(table, key="summary")
+        ci = st.radio(
+            "Confidence intervals",
+            ["bootstrap (as spixel report)", "Student t (as spixel run)"],
+            horizontal=True,
+            key="ci",
+            label_visibility="collapsed",
+        )
+        if ci.startswith("bootstrap"):
+            rep = _report(path, run.run_id, mtime)
+            st.caption(
+                "mean [95 % percentile-bootstrap CI] n over the items; ★ best per column; ≈ tied with the best "
+                "(Wilcoxon signed-rank over paired items, α = 0.05); ↑/↓ higher/lower is better"
+            )
+            st.dataframe(compute.report_table(rep), key="summary")
+            if rep.claims:
+                import pandas as pd
+
+                st.markdown("**Claims of the protocol**")
+                st.dataframe(
+                    pd.DataFrame(
+                        [(c.text, c.metric, c.verdict, c.test) for c in rep.claims],
+                        columns=["claim", "metric", "verdict", "test"],
+                    ),
+                    hide_index=True,
+                    key="claims",
+                )
+            for u in rep.unmatched:
+                st.caption(f"⚠ {u}")
+        else:
+            table, _ = compute.summary_table(rows, dirs)
+            st.caption("mean ± half-width of the 95 % confidence interval (Student t over items) (n items)")
+            st.dataframe(table, key="summary")
         _items(path, cache, run, rows, mtime, dirs)
     else:
         st.info("This run has no scores yet.")

@@ -389,6 +389,42 @@ def summary_table(rows: list[tuple], dirs: dict[str, bool] | None = None) -> tup
     return df, metrics
 
 
+def report_of(store: Any, run: Any) -> Any:
+    """The run's statistics exactly as ``spixel report`` computes them (:func:`spixel.experiments.report.build_run`:
+    bootstrap CIs with the report's seeds, best and tied marks, published numbers, claims)."""
+    from ..experiments.report import build_run
+
+    return build_run(store, run)
+
+
+def report_table(rep: Any) -> Any:
+    """``spixel report``'s method × metric table as a DataFrame: cells ``mean ★|≈ [lo, hi] n=N`` (its Markdown
+    cells, without the bold), a ``METRIC (paper)`` column beside a metric the protocol publishes numbers for."""
+    import pandas as pd
+
+    from ..experiments.report import _num  # the report's number format, so the page reads the same
+
+    pub_metrics = {mt for (_k, mt) in rep.published}
+    data: dict[str, dict[str, str]] = {}
+    for key in rep.rows:
+        row: dict[str, str] = {}
+        for mt in rep.metrics:
+            head = metric_heading(mt, rep.directions)
+            c = rep.cells[key].get(mt)
+            if c is None:
+                row[head] = "—"
+            else:
+                mark = " ★" if c.mark == "best" else (" ≈" if c.mark == "tied" else "")
+                row[head] = f"{_num(c.mean)}{mark} [{_num(c.lo)}, {_num(c.hi)}] n={c.n}"
+            if mt in pub_metrics:
+                e = rep.published.get((key, mt))
+                row[f"{mt} (paper)"] = "" if e is None else _num(float(e["value"]))
+        data[method_label(*key)] = row
+    df = pd.DataFrame.from_dict(data, orient="index")
+    df.index.name = "method"
+    return df
+
+
 def item_table(rows: list[tuple]) -> Any:
     """Scores of a run, one row per item, one column per ``method [regions] · metric``."""
     import pandas as pd

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import shutil
 import subprocess
@@ -122,39 +123,54 @@ def screenshot(
     if exe is None:
         raise FileNotFoundError("chromium is not installed (apt-get install chromium)")
     out = Path(out)
-    with tempfile.TemporaryDirectory(prefix="spixel-chromium-") as profile:
+    # Chromium's helper processes may still be writing the profile while it is removed: never an error
+    with tempfile.TemporaryDirectory(prefix="spixel-chromium-", ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [exe, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stopped with every helper process
         )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
-            end = time.monotonic() + 30
-            while not (port_file.is_file() and port_file.read_text().strip()):
+            end = time.monotonic() + 60
+            ws_url = None
+            while ws_url is None:  # the port file, then the DevTools server, then a page: each may lag
                 if time.monotonic() > end or proc.poll() is not None:
                     raise RuntimeError("chromium did not start its DevTools server")
-                time.sleep(0.1)
-            port = int(port_file.read_text().split()[0])
-            ws_url = None
-            while ws_url is None:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as r:
-                    pages = [t for t in json.load(r) if t.get("type") == "page"]
-                if pages:
-                    ws_url = pages[0]["webSocketDebuggerUrl"]
-                elif time.monotonic() > end:
-                    raise RuntimeError("chromium opened no page")
-                else:
-                    time.sleep(0.1)
+                try:
+                    port = int(port_file.read_text().split()[0])
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as r:
+                        pages = [t for t in json.load(r) if t.get("type") == "page"]
+                    ws_url = pages[0]["webSocketDebuggerUrl"] if pages else None
+                except (OSError, ValueError, IndexError, KeyError):
+                    pass
+                if ws_url is None:
+                    time.sleep(0.2)
             asyncio.run(_capture(ws_url, url, out, width, height, timeout, settle))
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop(proc)
     return out
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop Chromium and its helpers (its process group): SIGTERM, then SIGKILL after 10 s."""
+    import os
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # helpers that outlived the browser process
+        os.killpg(proc.pid, signal.SIGKILL)
+    time.sleep(0.2)  # let them leave before the profile is removed
 
 
 def main(argv: list[str] | None = None) -> int:
