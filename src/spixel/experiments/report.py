@@ -601,8 +601,9 @@ def svg_curves(cs: CurveSet, colors: dict[Key, str], *, xlabel: str, ylabel: str
     xs = np.asarray(cs.x, float)
     lows = [lo for _, lo, _, _ in cs.rows.values()]
     highs = [hi for _, _, hi, _ in cs.rows.values()]
-    ymin = min(0.0, float(np.nanmin(np.concatenate(lows)))) if lows else 0.0
-    ymax = float(np.nanmax(np.concatenate(highs))) if highs else 1.0
+    finite = [v for v in np.concatenate([*lows, *highs]).tolist() if math.isfinite(v)] if lows else []
+    ymin = min(0.0, min(finite)) if finite else 0.0
+    ymax = max(finite) if finite else 1.0
     if not ymax > ymin:
         ymax = ymin + 1.0
     yt = _ticks(ymin, ymax)
@@ -639,13 +640,14 @@ def svg_curves(cs: CurveSet, colors: dict[Key, str], *, xlabel: str, ylabel: str
     for key, (m, lo, hi, _n) in cs.rows.items():
         col = colors.get(key, "#444")
         k = min(len(xs), len(m))
-        top = " ".join(f"{X(xs[i]):.1f},{Y(hi[i]):.1f}" for i in range(k))
-        bot = " ".join(f"{X(xs[i]):.1f},{Y(lo[i]):.1f}" for i in reversed(range(k)))
+        ok = [i for i in range(k) if math.isfinite(lo[i]) and math.isfinite(hi[i])]
+        top = " ".join(f"{X(xs[i]):.1f},{Y(hi[i]):.1f}" for i in ok)
+        bot = " ".join(f"{X(xs[i]):.1f},{Y(lo[i]):.1f}" for i in reversed(ok))
         out.append(f'<polygon points="{top} {bot}" fill="{col}" fill-opacity="0.14" stroke="none"/>')
     for key, (m, _lo, _hi, n) in cs.rows.items():
         col = colors.get(key, "#444")
         k = min(len(xs), len(m))
-        pts = " ".join(f"{X(xs[i]):.1f},{Y(m[i]):.1f}" for i in range(k))
+        pts = " ".join(f"{X(xs[i]):.1f},{Y(m[i]):.1f}" for i in range(k) if math.isfinite(m[i]))
         out.append(
             f'<polyline points="{pts}" fill="none" stroke="{col}" stroke-width="1.8" stroke-linejoin="round">'
             f"<title>{_e(_label(key))} (n = {n})</title></polyline>"
@@ -712,7 +714,8 @@ figure.curves figcaption { font-weight:600; font-size:13px; margin-bottom:2px; }
 .gallery { display:flex; flex-direction:column; gap:8px; }
 .grow { display:grid; grid-template-columns:170px 1fr; gap:10px; align-items:center; border:1px solid var(--line);
         border-radius:8px; padding:8px; break-inside:avoid; }
-.grow .name { font-weight:600; } .grow .name small { display:block; color:var(--muted); font-weight:400; }
+.grow .name { font-weight:600; overflow-wrap:anywhere; }
+.grow .name small { display:block; color:var(--muted); font-weight:400; }
 .tiles { display:flex; flex-wrap:wrap; gap:8px; align-items:flex-start; }
 .tiles .sep { width:1px; align-self:stretch; background:var(--line); margin:0 4px; }
 figure.tile { width:150px; } figure.tile img { width:150px; height:150px; display:block; border-radius:5px; }
