@@ -326,8 +326,14 @@ def test_report_of_two_runs_and_a_run_picked(real, tmp_path):
         )
     page = parse(write_report(two, tmp_path / "two.html"))
     assert [a["data-run"] for a in page.having("data-run")] == ["1", "2"]
+    with Store(two, writer=True) as st:
+        st.open_run(name="empty", config_hash="y", config=cfg, model="smooth", dataset="d", fingerprint=None)
     one = parse(write_report(two, tmp_path / "one.html", runs=["second"]))
     assert [a["data-name"] for a in one.having("data-run")] == ["second"]
+    assert main(["report", str(two), "--run", "1,empty", "--run", "empty", "--out", str(tmp_path / "p.html")]) == 0
+    picked = tmp_path / "p.html"
+    assert [a["data-run"] for a in parse(picked).having("data-run")] == ["1", "3"]
+    assert "No scored rows in this run yet" in picked.read_text(encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------------------------- the screenshot

@@ -373,7 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default=None, help="file to write (default: report.html, or report.md with --format md)")
     rp.add_argument("--format", choices=("html", "md"), default=None, help="html (default; md when --out ends .md)")
     rp.add_argument(
-        "--run", action="append", default=None, metavar="ID|NAME", help="only these runs (repeatable; default: all)"
+        "--run",
+        action="append",
+        default=None,
+        metavar="ID|NAME",
+        help="only these runs, by id or name (repeatable, or comma-separated; default: all)",
     )
     rp.add_argument("--cache-maps", default=None, metavar="DIR", help="the run's map cache: adds the gallery")
     rp.add_argument(

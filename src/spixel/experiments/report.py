@@ -742,7 +742,9 @@ footer { color:var(--muted); font-size:12px; text-align:center; padding:20px; bo
   section.run:first-of-type { break-before:auto; }
   table, figure, .grow, tr { break-inside:avoid; }
   .tablewrap { overflow:visible; }
-  pre.config { max-height:none; overflow:visible; }
+  pre.config { max-height:none; overflow:visible; font-size:7.5px; line-height:1.25; column-count:3; column-gap:14px; }
+  figure.tile, figure.tile img, figure.tile .miss { width:104px; } figure.tile img, figure.tile .miss { height:104px; }
+  .grow { grid-template-columns:130px 1fr; padding:4px; } .gallery { gap:4px; }
   .figs { grid-template-columns:1fr 1fr; }
   a { color:inherit; text-decoration:none; }
 }
