@@ -23,6 +23,7 @@ from spixel.models.adapter import expand_targets
 from spixel.models.layers import find_cam_layer, to_grid, token_prefix
 from spixel.models.torchvision_zoo import torchvision_names, torchvision_preprocessing, wrap_torchvision
 from spixel.models.weights import VOC_CLASSES, WeightsNotFoundError, WrongArchitectureError
+from spixel.registry import METHODS
 from spixel.segmentation import segment
 from spixel.segmentation.nas import PAPER_LAYERS
 
@@ -243,7 +244,10 @@ def _check_vit(ad: spixel.ModelAdapter, size: int, grid: int, cam: str, blocks: 
         assert out.attribution.shape == (2, size, size) and torch.isfinite(out.attribution).all(), method
     seg = segment(ad.to_rgb01(x[:1]), "nas", model=ad, n_segments=3, n_init=2)
     assert seg.meta["layers"] == blocks and seg.meta["out_size"] == [grid, grid]
-    for method in ("guided_backprop", "deconvolution", "attribution_equilibrium"):
+    # guided backprop's ReLU rule, AE and the LRP family's rules do not apply to attention: one line each
+    refused = {"guided_backprop", "deconvolution"} | {e.name for e in METHODS if e.info.get("family") == "propagation"}
+    assert "attribution_equilibrium" in refused
+    for method in sorted(refused):
         with pytest.raises(SpixelError) as exc:
             spixel.explain(ad, x, method, target=target)
         _one_line(exc)
