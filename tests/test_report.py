@@ -141,6 +141,15 @@ def test_gallery_from_the_map_cache(real, tmp_path):
     con.close()
     assert [i for k, i in by_method["saliency"] if k == "best"] == [rows[0][0], rows[1][0]]
     assert [i for k, i in by_method["saliency"] if k == "worst"] == [rows[-1][0], rows[-2][0]]
+    # ranked by another metric (insertion: higher is better); a metric the run lacks is a note
+    rep = build_report(store, cache_maps=cache, model=model, gallery_metric="insertion", gallery_k=1)[0]
+    ins = rep.cells[("saliency", "")]["insertion"].values
+    assert [(t.kind, t.item) for t in rep.gallery[("saliency", "")]] == [
+        ("best", max(sorted(ins), key=ins.get)),
+        ("worst", min(sorted(ins), key=ins.get)),
+    ]
+    bad = build_report(store, cache_maps=cache, model=model, gallery_metric="nope")[0]
+    assert not bad.gallery and "nope is not scored" in bad.gallery_note
     # a folder that is not the cache: a note, no tiles
     empty = tmp_path / "empty"
     empty.mkdir()

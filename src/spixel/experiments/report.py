@@ -47,10 +47,11 @@ with several rows and no regions is reported as ambiguous, never guessed). ``not
 cell's title. Entries that match no row are listed under the table, not dropped silently.
 
 HTML markup that tests and tools may rely on: ``<section class="run" data-run=ID data-name=NAME>``; table cells
-``<td class="cell" data-method data-regions data-metric data-mean data-lo data-hi data-n data-mark>``
-(``data-mark`` ``best`` / ``tied`` / ``""``; values in full precision) and ``<td class="paper" data-method
-data-regions data-metric data-published>``; claims ``<tr class="claim" data-verdict data-p data-n>``; agreement
-``<td class="tau" data-a data-b data-tau data-n>``; failures ``<tr class="failed" data-item>``; curve figures
+``<td class="cell" data-method data-regions data-metric data-mean data-lo data-hi data-n data-mark data-p>``
+(``data-mark`` ``best`` / ``tied`` / ``""``; ``data-p`` the p-value against the best; values in full precision)
+and ``<td class="paper" data-method data-regions data-metric data-published>``; claims ``<tr class="claim"
+data-verdict data-p data-n data-better data-worse data-metric>``; agreement ``<td class="tau" data-a data-b
+data-tau data-n>``; failures ``<tr class="failed" data-item>``; curve figures
 ``<figure class="curves" data-metric>``; gallery tiles ``<figure class="tile" data-method data-item data-kind>``.
 """
 
