@@ -164,9 +164,7 @@ def _experiment(args: argparse.Namespace, model: Any, target: int | None) -> tup
             MethodSpec(e.name, per[e.name], regions=args.regions, channels=channels.get(e.name, "joint"))
             for e in entries
         ),
-        metrics=tuple(
-            MetricSpec(me.name, {k: v for k, v in mper[me.name].items() if k != "seed"}) for me in mentries
-        ),
+        metrics=tuple(MetricSpec(me.name, {k: v for k, v in mper[me.name].items() if k != "seed"}) for me in mentries),
     )
     return validate(exp), entries, mentries
 

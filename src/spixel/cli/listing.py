@@ -92,9 +92,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         for e in DATASETS:
             opts = ", ".join(e.info.get("options", ())) or "-"
             lines.append(f"  {e.name:<23} {e.info.get('example', ''):<40} {opts}")
-            lines.extend(
-                textwrap.wrap(e.description, width=width, initial_indent=" " * 6, subsequent_indent=" " * 6)
-            )
+            lines.extend(textwrap.wrap(e.description, width=width, initial_indent=" " * 6, subsequent_indent=" " * 6))
         lines.append("")
     if args.what in (None, "protocols"):
         from .. import experiments  # noqa: F401  (registration)
