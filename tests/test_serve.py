@@ -4,6 +4,7 @@ messages, the store page against the end-of-run table), the pure helpers, and a 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -369,9 +370,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_http(url: str, timeout: float) -> int:
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> int:
     end = time.monotonic() + timeout
-    while time.monotonic() < end:
+    while time.monotonic() < end and (proc is None or proc.poll() is None):
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 return r.status
@@ -383,6 +384,7 @@ def _wait_http(url: str, timeout: float) -> int:
 def test_spixel_serve_starts_answers_and_renders(tmp_path, ckpt, run_store):
     store, cache = run_store
     port = _free_port()
+    log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -400,13 +402,14 @@ def test_spixel_serve_starts_answers_and_renders(tmp_path, ckpt, run_store):
             "--port",
             str(port),
         ],
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        assert _wait_http(base + "/_stcore/health", 60) == 200, "the server did not answer in 60 s"
+        if _wait_http(base + "/_stcore/health", 120, proc) != 200:
+            pytest.fail(f"the server did not answer in 120 s: {(tmp_path / 'serve.log').read_text()[-2000:]}")
         assert _wait_http(base + "/", 10) == 200
         if chromium() is None:
             if os.environ.get("CI") == "true":
@@ -421,9 +424,11 @@ def test_spixel_serve_starts_answers_and_renders(tmp_path, ckpt, run_store):
             assert "--- error" not in text, text
             assert ("Explaining" if not page else "Methods × metrics") in text, text[:500]
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        log.close()
