@@ -74,8 +74,8 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> dict:
-    """The folder (11 images, one corrupt), the checkpoint, the experiment file, and the local engine's rows."""
+def files(tmp_path_factory) -> dict:
+    """The folder (11 images, one corrupt), the checkpoint and the experiment file."""
     root = tmp_path_factory.mktemp("ray")
     images = root / "imgs"
     images.mkdir()
@@ -88,10 +88,16 @@ def setup(tmp_path_factory) -> dict:
     save_checkpoint(ckpt, smooth_model())
     toml = root / "e.toml"
     toml.write_text(EXPERIMENT.format(model=ckpt))
-    local = root / "local.db"
-    r = run_local(load_experiment(toml), f"folder:{images}", local, batch_size=5, progress=False)
+    return {"root": root, "data": f"folder:{images}", "images": images, "toml": toml}
+
+
+@pytest.fixture(scope="module")
+def setup(files) -> dict:
+    """``files`` and the local engine's rows (``local``: its store)."""
+    local = files["root"] / "local.db"
+    r = run_local(load_experiment(files["toml"]), files["data"], local, batch_size=5, progress=False)
     assert (r.done, r.failed) == (N_ITEMS - 1, 1)
-    return {"root": root, "data": f"folder:{images}", "images": images, "toml": toml, "local": local}
+    return {**files, "local": local}
 
 
 def _wait_released(ray, cpus: float = 2.0, timeout: float = 30.0) -> float:
@@ -183,15 +189,15 @@ def test_a_killed_actor_is_replaced_and_its_batch_retried(cluster, setup, tmp_pa
     assert_same_rows(rows_of(setup["local"]), rows_of(store))  # every row once, the same values
 
 
-def test_a_worker_that_cannot_read_the_dataset_stops_the_run_in_one_line(cluster, setup, tmp_path):
+def test_a_worker_that_cannot_read_the_dataset_stops_the_run_in_one_line(cluster, files, tmp_path):
     from spixel.experiments.engines.ray import RayEngineError, run_ray
 
     copy = tmp_path / "gone"
-    shutil.copytree(setup["images"], copy)
+    shutil.copytree(files["images"], copy)
     ds = open_dataset(f"folder:{copy}")
     shutil.rmtree(copy)  # listed here, absent where the workers look
     with pytest.raises(RayEngineError) as err:
-        run_ray(load_experiment(setup["toml"]), ds, tmp_path / "s.db", workers=1, progress=False)
+        run_ray(load_experiment(files["toml"]), ds, tmp_path / "s.db", workers=1, progress=False)
     msg = str(err.value)
     assert "cannot read the dataset" in msg and "storage every node sees" in msg and "\n" not in msg
 
@@ -270,9 +276,9 @@ def test_an_address_where_nothing_listens_fails_at_once():
     _check_reachable("auto")  # left to Ray
 
 
-def test_cli_without_ray_says_how_to_install(setup, tmp_path, monkeypatch, capsys):
+def test_cli_without_ray_says_how_to_install(files, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails, as where it is not installed
-    argv = ["run", str(setup["toml"]), "--data", setup["data"], "--store", str(tmp_path / "s.db"), "--engine", "ray"]
+    argv = ["run", str(files["toml"]), "--data", files["data"], "--store", str(tmp_path / "s.db"), "--engine", "ray"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and 'pip install "spixel[ray]"' in err[0]
@@ -289,17 +295,17 @@ def test_cli_without_ray_says_how_to_install(setup, tmp_path, monkeypatch, capsy
         (["--engine", "spark"], "invalid choice"),
     ],
 )
-def test_cli_engine_options(setup, tmp_path, capsys, extra, match):
-    argv = ["run", str(setup["toml"]), "--data", setup["data"], "--store", str(tmp_path / "s.db"), *extra]
+def test_cli_engine_options(files, tmp_path, capsys, extra, match):
+    argv = ["run", str(files["toml"]), "--data", files["data"], "--store", str(tmp_path / "s.db"), *extra]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and match in err[0], err
 
 
-def test_probe_paths_name_the_files_this_machine_reads(setup):
+def test_probe_paths_name_the_files_this_machine_reads(files):
     from spixel.experiments.engines.ray import probe_paths
 
-    ds = open_dataset(setup["data"])
-    root, files = probe_paths(ds, list(range(len(ds))))
-    assert root == str(setup["images"]) and len(files) == 3 and all(os.path.isabs(f) for f in files)
-    assert np.all([Path(f).is_file() for f in files])
+    ds = open_dataset(files["data"])
+    root, probes = probe_paths(ds, list(range(len(ds))))
+    assert root == str(files["images"]) and len(probes) == 3 and all(os.path.isabs(f) for f in probes)
+    assert np.all([Path(f).is_file() for f in probes])

@@ -121,8 +121,8 @@ class BatchWorker:
 
             from ..loop import BatchStep, MapCache, geometry_of
 
-            # (experiment, dataset, model) sit once in the object store; the reference comes wrapped in a list so
-            # that Ray does not hold it as a constructor argument of its own (a restarted actor gets it again)
+            # (experiment, dataset, model) sit once in the object store, referenced by the driver until the run
+            # ends (wrapped in a list, so Ray passes the reference itself): a restarted actor gets them again
             exp, dataset, model = ray.get(shared[0])
 
             if os.path.isdir(cwd):
@@ -287,7 +287,8 @@ def run_ray(
     # the driver needs the model only for its labels (to open the dataset) and class count: load it on the CPU
     adapter = model if model is not None else resolve_model(exp, None, "cpu")
     dataset, spec = open_data(exp, data, adapter)
-    n_batches_max = math.ceil(len(list(dataset.ids())[:limit] if limit else dataset.ids()) / batch_size)
+    n_items = len(dataset.ids()) if limit is None else min(limit, len(dataset.ids()))
+    n_batches_max = math.ceil(n_items / batch_size)
     started_ray = connect(address, num_cpus)
     try:
         _quiet_ray_data()
