@@ -43,12 +43,9 @@ from .lrp import clrp, lrp_comp, sglrp
 from .lrp import lrp as lrp
 
 __all__ += ["clrp", "lrp", "lrp_comp", "sglrp"]
-from .baselines import centre_map, random_point_map
+from .baselines import centre_map, random_point_map  # noqa: E402
 
 __all__ += ["centre_map", "random_point_map"]
-from .contrastive import contrastive_eb  # noqa: E402
-
-__all__ += ["contrastive_eb"]
 from .contrastive import contrastive_eb  # noqa: E402
 
 __all__ += ["contrastive_eb"]
