@@ -106,6 +106,24 @@ Commands
     of ``spixel train benchmark``: ``stability.html`` (the page to open), ``stability.md`` (tables),
     ``stability.json`` (everything), ``stability.png``.
 
+``spixel run EXPERIMENT [--data DATASET] --store S.db [options]``
+    Run an experiment (a TOML file, or a protocol: ``spixel list protocols``) over a dataset (``spixel list
+    datasets``) into a resumable SQLite store (:mod:`spixel.experiments`): ``--limit``, ``--batch-size``,
+    ``--workers``, ``--device``, ``--seed``, ``--model``/``--weights`` (override the file's), ``--cache-maps DIR``,
+    ``--retry-failed``, ``--fast`` (a protocol's smoke settings), ``--engine local|ray`` with ``--address``,
+    ``--cpus-per-worker``, ``--gpus-per-worker``. Prints the method × metric table (mean ± 95 % CI, n) and the counts
+    of done / failed / skipped items. Exit 0 all done, 3 some items failed, 130 interrupted, 2 usage error.
+
+``spixel runs S.db``
+    The runs of a store with their status, progress, engine and workers.
+
+``spixel report S.db --out report.html [--format md] [--run ID|NAME]``
+    One self-contained HTML page (or Markdown) per store: the tables with bootstrap CIs, best and tied methods, the
+    papers' published numbers, a verdict per claim, metric agreement, curves, failed items and provenance.
+
+``spixel serve [--store S.db] [--model M] [--host 127.0.0.1] [--port 8501]``
+    The explorer in the browser (Streamlit): one photo live, and a results store browsed.
+
 ``spixel --version``, ``spixel COMMAND --help``.
 
 Layout: one module per command (:mod:`~spixel.cli.explain`, :mod:`~spixel.cli.evaluate`,
