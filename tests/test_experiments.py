@@ -504,3 +504,26 @@ def test_cli_evaluate_takes_a_dataset_and_keeps_the_store(tmp_path, ckpt):
         assert float(g["pointing_game"]) == stored[(g["image"], "pointing_game")]
         assert float(g["deletion"]) == pytest.approx(stored[(g["image"], "deletion")], rel=1e-5)
     assert (out / "curves_deletion.png").is_file() and json.loads((out / "summary.json").read_text())["images"] == 3
+
+
+def test_ctrl_c_keeps_whole_batches_and_resumes(tmp_path):
+    """A KeyboardInterrupt after the first committed batch: the run is 'interrupted', the store holds that batch
+    only, and re-running completes it to the rows of an uninterrupted run."""
+    d = experiment("smooth")
+    d["metric"] = [{"name": "deletion", "params": {"n_steps": 8}}]
+    exp = from_dict(d)
+
+    def stop(_n: int) -> None:
+        raise KeyboardInterrupt
+
+    store = tmp_path / "s.db"
+    r = run_local(exp, "synthetic:6", store, model=smooth_model(), batch_size=2, progress=False, on_batch=stop)
+    assert r.interrupted and (r.done, r.computed) == (2, 2)
+    with Store(store) as s:
+        assert s.run(1).status == "interrupted"
+    assert len(items_of(store)) == 2
+    again = run_local(exp, "synthetic:6", store, model=smooth_model(), batch_size=2, progress=False)
+    assert again.resumed and again.skipped == 2 and again.done == 6
+    full = tmp_path / "full.db"
+    run_local(exp, "synthetic:6", full, model=smooth_model(), batch_size=2, progress=False)
+    assert_same_rows(rows_of(full), rows_of(store))
