@@ -130,6 +130,8 @@ def cases(x: Tensor, wanted: set[str] | None) -> list[tuple[str, str, dict[str, 
             out.append(("slic", "skimage", {"backend": "skimage"}))
             if fast_slic_available():
                 out.append(("slic", "fast_slic", {"backend": "fast_slic"}))
+        elif "model" in entry.info.get("params", {}):
+            continue  # NAS clusters a model's activations: timed against scikit-learn in benchmarks/nas.py
         elif entry.name == "guided_slic":
             for variant in ("image+gradient", "gradient"):
                 out.append(("guided_slic", f"skimage ({variant})", {"gradient": grad, "variant": variant}))
