@@ -84,3 +84,20 @@ def resnet18() -> ModelAdapter:
 @pytest.fixture(scope="session")
 def lite0() -> ModelAdapter:
     return spixel.load_model("efficientnet_lite0")
+
+
+def conv_taps(conv: nn.Conv2d, h: int, w: int):
+    """Every (output position, [(ky, kx, iy, ix)]) of a convolution on an ``h × w`` input, padding positions left
+    out: the loop the slow reference implementations of the propagation rules walk."""
+    import itertools
+
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    for oy, ox in itertools.product(range(ho), range(wo)):
+        taps = []
+        for ky, kx in itertools.product(range(kh), range(kw)):
+            iy, ix = oy * sh + ky * dh - ph, ox * sw + kx * dw - pw
+            if 0 <= iy < h and 0 <= ix < w:
+                taps.append((ky, kx, iy, ix))
+        yield oy, ox, taps

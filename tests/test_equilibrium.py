@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import spixel
-from conftest import random_bn_stats
+from conftest import conv_taps, random_bn_stats
 from spixel.attribution import equilibrium as ae
 from spixel.errors import BadParameterError
 from spixel.registry import METHODS
@@ -21,25 +21,11 @@ from spixel.train.nets import BasicBlock, build_net, cam_layer, net_config
 
 
 # ---------------------------------------------------------------------------------------------- references
-def _taps(conv: nn.Conv2d, h: int, w: int):
-    """Every (output position, weight tap, input position) of a convolution, padding positions left out."""
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
-    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    for oy, ox in itertools.product(range(ho), range(wo)):
-        taps = []
-        for ky, kx in itertools.product(range(kh), range(kw)):
-            iy, ix = oy * sh + ky * dh - ph, ox * sw + kx * dw - pw
-            if 0 <= iy < h and 0 <= ix < w:
-                taps.append((ky, kx, iy, ix))
-        yield oy, ox, taps
-
-
 def _ref_rule(inp: Tensor, rel: Tensor, weight: Tensor, conv: nn.Conv2d) -> Tensor:
     """``out_j = Σ_k inp_j w_jk rel_k / Σ_j' inp_j' w_j'k`` with loops; a share with a zero denominator is dropped."""
     cin, h, w = inp.shape
     out = torch.zeros_like(inp)
-    for oy, ox, taps in _taps(conv, h, w):
+    for oy, ox, taps in conv_taps(conv, h, w):
         for co in range(weight.shape[0]):
             if rel[co, oy, ox] == 0:
                 continue
@@ -78,7 +64,7 @@ def _ref_zb(x: Tensor, rel: Tensor, conv: nn.Conv2d) -> Tensor:
     lo, hi = float(x.min()), float(x.max())
     cin, h, wd = x.shape
     out = torch.zeros_like(x)
-    for oy, ox, taps in _taps(conv, h, wd):
+    for oy, ox, taps in conv_taps(conv, h, wd):
         for co in range(w.shape[0]):
 
             def share(ci, ky, kx, iy, ix, co=co):

@@ -4,15 +4,13 @@ conservation, class-specificity of the contrastive methods, canonizers, and refu
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 import torch
 import torchvision
 from torch import Tensor, nn
 
 import spixel
-from conftest import random_bn_stats
+from conftest import conv_taps, random_bn_stats
 from spixel.attribution.propagation import (
     AlphaBeta,
     Epsilon,
@@ -127,20 +125,6 @@ def test_start_one_is_zennits_one_hot_seed(vgg16):
 
 
 # ---------------------------------------------------------------------------------------------- loop references
-def _taps(conv: nn.Conv2d, h: int, w: int):
-    """Every (output position, [(ky, kx, iy, ix)]) of a conv, padding positions left out."""
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
-    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    for oy, ox in itertools.product(range(ho), range(wo)):
-        taps = []
-        for ky, kx in itertools.product(range(kh), range(kw)):
-            iy, ix = oy * sh + ky * dh - ph, ox * sw + kx * dw - pw
-            if 0 <= iy < h and 0 <= ix < w:
-                taps.append((ky, kx, iy, ix))
-        yield oy, ox, taps
-
-
 def _stab(z: float, eps: float) -> float:
     return z + eps if z >= 0 else z - eps
 
@@ -151,7 +135,7 @@ def _contrib(conv: nn.Conv2d, x: Tensor, w: Tensor):
     cout = w.shape[0]
     gin, gout = cin // conv.groups, cout // conv.groups
     out = {}
-    for oy, ox, taps in _taps(conv, h, wd):
+    for oy, ox, taps in conv_taps(conv, h, wd):
         for co in range(cout):
             grp = co // gout
             items = []
